@@ -1,0 +1,1 @@
+"""kprune: pruning for Keras 3."""
