@@ -1,0 +1,47 @@
+"""Schedules: when masks are updated and to what sparsity.
+
+A schedule is a pure function of the training step. After :meth:`Schedule.bind` with the
+number of steps per epoch, ``updates_at(step)`` says whether masks are recomputed before
+that step and ``sparsity(step, final)`` gives the target at that step.
+
+Example:
+    >>> s = get({"name": "agp", "start_step": 0, "end_step": 100, "frequency": 10})
+    >>> s.bind(steps_per_epoch=None).sparsity(50, final=0.8)  # 0.8 * (1 - 0.5 ** 3)
+    0.7
+"""
+
+from kprune.registry import Registry
+from kprune.schedules.base import Schedule
+
+_REGISTRY = Registry("schedule")
+register = _REGISTRY.register
+names = _REGISTRY.names
+
+from kprune.schedules import agp, oneshot  # noqa: E402,F401  (registration)
+
+
+def get(identifier, path: str = "prune.schedule") -> Schedule:
+    """Resolves a schedule from a name, a config dict or an instance."""
+    if isinstance(identifier, Schedule):
+        return identifier
+    if isinstance(identifier, str):
+        identifier = {"name": identifier}
+    config = validate(identifier, path)
+    cls = _REGISTRY.lookup(config["name"], f"{path}.name")
+    return cls.from_config(config)
+
+
+def validate(value, path: str = "prune.schedule", lines=None) -> dict:
+    """Validates a schedule config dict (unknown keys, types, ranges) and fills defaults."""
+    from kprune import schema as S
+    from kprune.errors import RecipeError
+    lines = lines or {}
+    if isinstance(value, str):
+        value = {"name": value}
+    if not isinstance(value, dict) or "name" not in value:
+        raise RecipeError(path, f"must be a mapping with a `name` (one of {names()}).", value,
+                          line=lines.get(path))
+    cls = _REGISTRY.lookup(value["name"], f"{path}.name")
+    out = S.validate_section(value, cls.SCHEMA, path, lines)
+    cls.check(out, path, lines)
+    return out

@@ -1,0 +1,141 @@
+"""Allocation: from importance scores to keep-masks (layerwise or global).
+
+Pure numpy functions. Ranking is by score, lowest pruned first, ties broken by position
+(stable sort), so results are deterministic. ``frozen`` marks units that are already pruned
+under hard pruning: they rank below everything and stay pruned.
+
+Rounding: a target sparsity ``s`` over ``n`` units prunes ``round(s * n)`` of them.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def n_pruned(n: int, sparsity: float) -> int:
+    """Number of units to prune out of ``n`` at ``sparsity`` (rounded, within [0, n])."""
+    return int(min(n, max(0, round(sparsity * n))))
+
+
+def _ranked(scores: np.ndarray, frozen) -> np.ndarray:
+    s = np.asarray(scores, dtype=np.float64).ravel().copy()
+    if frozen is not None:
+        s[np.asarray(frozen).ravel().astype(bool)] = -np.inf
+    return np.argsort(s, kind="stable")
+
+
+def weight_mask(scores, sparsity: float, frozen=None) -> np.ndarray:
+    """Keep-mask (bool, shape of ``scores``) pruning the ``sparsity`` lowest-scored entries.
+
+    Example:
+        >>> weight_mask(np.array([3., 1., 2., 4.]), 0.5)
+        array([ True, False, False,  True])
+    """
+    scores = np.asarray(scores)
+    keep = np.ones(scores.size, dtype=bool)
+    keep[_ranked(scores, frozen)[:n_pruned(scores.size, sparsity)]] = False
+    return keep.reshape(scores.shape)
+
+
+def kept_channels(n: int, sparsity: float, round_to: int = 1, min_keep: int = 1) -> int:
+    """How many of ``n`` channels survive ``sparsity``, respecting ``min_keep`` and ``round_to``.
+
+    ``round_to`` rounds the kept count *up* to a multiple (never below the target's keep).
+    """
+    keep = n - n_pruned(n, sparsity)
+    keep = max(keep, min(min_keep, n))
+    if round_to > 1:
+        keep = min(n, int(math.ceil(keep / round_to) * round_to))
+    return keep
+
+
+def channel_keep(scores, sparsity: float, round_to: int = 1, min_keep: int = 1, frozen=None) -> np.ndarray:
+    """Keep-mask over channels: the ``kept_channels`` highest-scored ones survive.
+
+    Example:
+        >>> channel_keep(np.array([0.1, 5., 2., 3.]), 0.5)
+        array([False,  True, False,  True])
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    n = scores.size
+    keep_n = kept_channels(n, sparsity, round_to, min_keep)
+    if frozen is not None and round_to == 1:
+        # frozen channels stay pruned even if min_keep would want them back, unless all are frozen
+        keep_n = min(keep_n, max(int(n - np.sum(frozen)), min(min_keep, n)))
+    keep = np.zeros(n, dtype=bool)
+    order = _ranked(scores, frozen)
+    keep[order[n - keep_n:]] = True
+    return keep
+
+
+def global_keep(scores: list, sparsity: float, costs: list | None = None, max_per_unit: float = 1.0,
+                min_keep: int = 0, round_to: int = 1, frozen: list | None = None) -> list:
+    """Global ranking across units (layers or channel groups).
+
+    Prunes the lowest-scored entries over all units until the pruned cost reaches
+    ``sparsity`` x total cost. Each unit keeps at least ``max(min_keep, (1 - max_per_unit) x
+    size)`` entries; ``round_to`` rounds each unit's kept count up afterwards.
+
+    Args:
+        scores: one score array per unit.
+        sparsity: target fraction of the total cost to prune.
+        costs: per-entry cost arrays (default 1 per entry, i.e. a fraction of entries).
+        max_per_unit: the most any unit may be pruned (fraction of its entries).
+        min_keep: entries every unit keeps.
+        round_to: kept counts rounded up to multiples of this (channel groups).
+        frozen: per-unit bool arrays of entries already pruned (hard pruning).
+
+    Returns:
+        One bool keep-mask per unit, shaped like its scores.
+    """
+    flat = [np.asarray(s, dtype=np.float64).ravel() for s in scores]
+    sizes = [f.size for f in flat]
+    cost = [np.ones(n) if costs is None else np.broadcast_to(np.asarray(c, dtype=np.float64).ravel(), (n,))
+            for n, c in zip(sizes, costs or [None] * len(flat))]
+    unit = np.concatenate([np.full(n, i) for i, n in enumerate(sizes)]) if sizes else np.zeros(0, int)
+    allscores = np.concatenate(flat) if flat else np.zeros(0)
+    allcost = np.concatenate(cost) if cost else np.zeros(0)
+    if frozen is not None:
+        fz = np.concatenate([np.asarray(f, dtype=bool).ravel() for f in frozen])
+        allscores = np.where(fz, -np.inf, allscores)
+    order = np.argsort(allscores, kind="stable")
+    budget = sparsity * float(allcost.sum())
+    cap = [n - max(min(min_keep, n), int(math.ceil((1.0 - max_per_unit) * n - 1e-9))) for n in sizes]
+    pruned_count = [0] * len(sizes)
+    keep = np.ones(allscores.size, dtype=bool)
+    spent = 0.0
+    for idx in order:
+        u = unit[idx]
+        if pruned_count[u] >= cap[u]:
+            continue
+        # prune while doing so brings the pruned cost closer to the budget (round to nearest)
+        if spent + allcost[idx] / 2.0 > budget + 1e-9:
+            break
+        keep[idx] = False
+        pruned_count[u] += 1
+        spent += allcost[idx]
+    out, start = [], 0
+    for n, s in zip(sizes, scores):
+        k = keep[start:start + n]
+        if round_to > 1 and k.sum() % round_to:
+            want = min(n, int(math.ceil(k.sum() / round_to) * round_to))
+            extra = np.argsort(-np.where(k, -np.inf, allscores[start:start + n]), kind="stable")
+            k = k.copy()
+            k[extra[:want - int(k.sum())]] = True
+        out.append(k.reshape(np.shape(s)))
+        start += n
+    return out
+
+
+def aggregate(vectors: list, how: str = "sum") -> np.ndarray:
+    """Combines the per-channel scores of a group's members (``sum``, ``mean`` or ``max``)."""
+    stack = np.stack([np.asarray(v, dtype=np.float64) for v in vectors])
+    if how == "sum":
+        return stack.sum(0)
+    if how == "mean":
+        return stack.mean(0)
+    if how == "max":
+        return stack.max(0)
+    raise ValueError(f"aggregate must be one of ['sum', 'mean', 'max']. Received: aggregate={how!r}")

@@ -1,0 +1,82 @@
+"""``PruningCallback``: runs the :class:`kprune.Pruner` inside ``model.fit``."""
+
+from __future__ import annotations
+
+import keras
+
+from kprune.pruner import Pruner
+from kprune.wrappers.wrap import sparsity
+
+
+@keras.saving.register_keras_serializable(package="kprune")
+class PruningCallback(keras.callbacks.Callback):
+    """Updates masks before training steps as the wrapped model's schedule says.
+
+    Before each step the callback asks the schedule whether masks change; if so the criterion
+    scores the selected layers and the allocation turns scores into masks. At each epoch end
+    it adds ``sparsity`` (total) and ``sparsity/<layer>`` to ``logs`` and, with ``log_dir``,
+    writes them to TensorBoard.
+
+    Args:
+        data: dataset for criteria that need activations or gradients (default None).
+        steps_per_epoch: steps per epoch for epoch-based schedules, when ``fit`` cannot tell
+            (default None: taken from ``fit``).
+        log_dir: TensorBoard log directory (default None: no summaries).
+        log_layers: add per-layer sparsity to ``logs`` (default True).
+
+    Example:
+        >>> model = kprune.wrap(model, recipe)
+        >>> model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
+        >>> model.fit(ds, epochs=3, callbacks=[kprune.PruningCallback()])
+    """
+
+    def __init__(self, data=None, steps_per_epoch=None, log_dir=None, log_layers=True):
+        super().__init__()
+        self.data = data
+        self.steps_per_epoch = steps_per_epoch
+        self.log_dir = log_dir
+        self.log_layers = log_layers
+        self.pruner = None
+        self._writer = None
+
+    def get_config(self):
+        return {"data": None, "steps_per_epoch": self.steps_per_epoch, "log_dir": self.log_dir,
+                "log_layers": self.log_layers}
+
+    def on_train_begin(self, logs=None):
+        spe = self.steps_per_epoch or (self.params or {}).get("steps")
+        if self.pruner is None or self.pruner.model is not self.model:
+            self.pruner = Pruner(self.model, data=self.data, steps_per_epoch=spe)
+        else:
+            self.pruner.bind(spe)
+        if self.log_dir and self._writer is None:
+            import tensorflow as tf
+            self._writer = tf.summary.create_file_writer(self.log_dir)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.pruner.on_step()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.pruner.sync()
+        report = sparsity(self.model)
+        if logs is not None:
+            logs["sparsity"] = report["total"]
+            if self.log_layers:
+                for name, value in report.items():
+                    if name != "total":
+                        logs[f"sparsity/{name}"] = value
+        if self._writer is not None:
+            import tensorflow as tf
+            with self._writer.as_default():
+                for name, value in report.items():
+                    tf.summary.scalar(f"kprune/sparsity/{name}", value, step=epoch)
+                self._writer.flush()
+
+    def on_train_end(self, logs=None):
+        self.pruner.sync()
+        last = self.pruner.schedule.last_update_step()
+        if last is not None and self.pruner.step <= last:
+            import warnings
+            warnings.warn(f"training stopped at pruning step {self.pruner.step}, before the schedule's "
+                          f"last update at step {last}: the final sparsity was not reached. Train "
+                          "longer or end the schedule earlier.", stacklevel=2)

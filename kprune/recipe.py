@@ -1,0 +1,335 @@
+"""Recipes: the YAML (or dict) that says what to prune, how, and the pipeline around it.
+
+A recipe reads like NNI's ``config_list`` plus the experiment around it. Every section is
+optional; a recipe used from Python needs only ``prune``. Unknown keys, wrong types and
+impossible values raise :class:`kprune.errors.RecipeError` naming the key path, the value
+received, what is allowed and, for YAML files, the line.
+
+Example:
+    >>> recipe = Recipe.from_dict({"prune": {"criterion": "l1", "granularity": "filter",
+    ...     "config_list": [{"op_types": ["Conv2D"], "sparsity": 0.5}]}})
+    >>> recipe.prune["criterion"]
+    'l1'
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+
+import yaml
+
+from kprune import schema as S
+from kprune.errors import RecipeError
+
+F = S.Field
+
+
+def _registry_check(family: str):
+    def check(value):
+        from kprune import criteria, schedules  # noqa: F401  (registries fill on import)
+        names = {"criterion": criteria.names}[family]()
+        if value not in names:
+            return f"unknown {family}. Allowed: {sorted(names)}."
+        return None
+    return check
+
+
+def _schedule_check(value, path, lines):
+    from kprune import schedules
+    return schedules.validate(value, path, lines)
+
+
+def _search_check(value, path, lines):
+    if value is None:
+        return None
+    from kprune import search
+    return search.validate(value, path, lines)
+
+
+def _granularity_check(value):
+    if value in ("weight", "filter", "channel"):
+        return None
+    return "must be one of ['weight', 'filter', 'channel']."
+
+
+OPTIMIZER = S.Section({
+    "name": F("str", "sgd", choices=("sgd", "adam", "adamw", "rmsprop"), doc="optimizer"),
+    "learning_rate": F("float", 0.01, low=0.0, doc="initial learning rate"),
+    "momentum": F("float", 0.9, low=0.0, high=1.0, high_open=True, doc="SGD/RMSprop momentum"),
+    "nesterov": F("bool", False),
+}, doc="a Keras optimizer")
+
+TRAIN = S.Section({
+    "epochs": F("int", 0, low=0, doc="training epochs (0 = use the model as loaded)"),
+    "steps_per_epoch": F("int", None, low=1, nullable=True, doc="cap on steps per epoch"),
+    "optimizer": F("dict", {}, section=OPTIMIZER),
+    "lr_schedule": F("str", "constant", choices=("constant", "cosine", "step")),
+    "weight_decay": F("float", 0.0, low=0.0, doc="L2 penalty on kernels"),
+    "label_smoothing": F("float", 0.0, low=0.0, high=1.0, high_open=True),
+}, doc="training settings")
+
+MODEL = S.Section({
+    "name": F("str", "lenet300_100", doc="zoo name | keras.applications name | path.keras"),
+    "input_shape": F("list", None, item=F("int", low=1), nullable=True),
+    "num_classes": F("int", None, low=2, nullable=True),
+    "width": F("float", 1.0, low=0.0, doc="channel width multiplier for zoo models",
+               check=lambda v: "must be > 0." if v <= 0 else None),
+}, doc="the model to prune")
+
+DATA = S.Section({
+    "name": F("str", "fashion_mnist", doc="tfds dataset name"),
+    "batch_size": F("int", 128, low=1),
+    "augment": F("str", "none", choices=("none", "standard")),
+    "take": F("int", None, low=1, nullable=True, doc="use only this many training examples"),
+    "test_take": F("int", None, low=1, nullable=True, doc="use only this many test examples"),
+    "data_dir": F("str", None, nullable=True),
+}, doc="the dataset")
+
+CONFIG_ENTRY = S.Section({
+    "op_types": F("list", None, item=F("str"), nullable=True, doc="layer class names, e.g. [Conv2D, Dense]"),
+    "op_names": F("list", None, item=F("str"), nullable=True, doc="exact layer names"),
+    "op_names_re": F("list", None, item=F("str"), nullable=True, doc="regular expressions over layer names"),
+    "exclude": F("bool", False, doc="remove the matched layers from pruning"),
+    "sparsity": F("float", None, low=0.0, high=1.0, high_open=True, nullable=True,
+                  doc="per-layer target sparsity in [0, 1)"),
+    "total_sparsity": F("float", None, low=0.0, high=1.0, high_open=True, nullable=True,
+                        doc="target sparsity over all matched layers together (global scope)"),
+    "max_sparsity_per_layer": F("float", 0.99, low=0.0, high=1.0, doc="cap for global scope"),
+    "criterion": F("str", None, nullable=True, check=None, doc="override the recipe criterion"),
+    "granularity": F("str", None, nullable=True, check=_granularity_check,
+                     doc="override the recipe granularity"),
+}, doc="one NNI-style config_list entry")
+
+PRUNE = S.Section({
+    "criterion": F("str", "level", doc="importance criterion", check=_registry_check("criterion")),
+    "granularity": F("str", "weight", check=_granularity_check, doc="weight | filter | channel"),
+    "scope": F("str", "layerwise", choices=("layerwise", "global")),
+    "dependency_aware": F("bool", True, doc="prune coupled channels together (filter granularity)"),
+    "aggregate": F("str", "sum", choices=("sum", "mean", "max"),
+                   doc="how a channel group's score combines its members' scores"),
+    "round_to": F("int", 1, low=1, doc="keep channel counts multiples of this"),
+    "min_keep": F("int", 1, low=1, doc="never keep fewer channels than this in a group"),
+    "schedule": F("custom", {"name": "oneshot"}, check=_schedule_check),
+    "config_list": F("list", [{"op_types": ["Conv2D", "Dense"], "sparsity": 0.5}], item=F("dict", section=CONFIG_ENTRY)),
+    "statistics_batches": F("int", 10, low=1, doc="batches for activation/gradient criteria"),
+    "seed": F("int", 0, doc="seed for random criteria"),
+    "search": F("custom", None, check=_search_check),
+}, doc="what to prune and how")
+
+EXPORT = S.Section({
+    "quantize": F("str", "none", choices=("none", "fp16", "dynamic", "int8")),
+    "benchmark": F("dict", {}, section=S.Section({
+        "threads": F("list", [1], item=F("int", low=1)),
+        "runs": F("int", 50, low=1),
+        "warmup": F("int", 5, low=0),
+    })),
+    "enabled": F("bool", True),
+}, doc="TFLite export and latency benchmark")
+
+ROOT = S.Section({
+    "model": F("dict", {}, section=MODEL),
+    "data": F("dict", {}, section=DATA),
+    "train": F("dict", {}, section=TRAIN),
+    "prune": F("dict", {}, section=PRUNE),
+    "finetune": F("dict", {}, section=TRAIN),
+    "export": F("dict", {}, section=EXPORT),
+    "seed": F("int", 0, doc="global seed"),
+    "name": F("str", None, nullable=True, doc="experiment name"),
+})
+
+
+def _check_entries(prune: dict, lines: dict):
+    from kprune import criteria
+    for i, entry in enumerate(prune["config_list"]):
+        path = f"prune.config_list[{i}]"
+        if not (entry["op_types"] or entry["op_names"] or entry["op_names_re"]):
+            raise RecipeError(path, "selects nothing: give at least one of op_types, op_names, op_names_re.",
+                              entry, line=lines.get(path))
+        if entry["exclude"]:
+            continue
+        has_s, has_t = entry["sparsity"] is not None, entry["total_sparsity"] is not None
+        if has_s == has_t:
+            raise RecipeError(path, "needs exactly one of `sparsity` (per layer) or `total_sparsity` "
+                              "(all matched layers together, global scope).", entry, line=lines.get(path))
+        if has_t and prune["scope"] != "global":
+            raise RecipeError(f"{path}.total_sparsity", "is only meaningful with `prune.scope: global`; "
+                              "use `sparsity` for layerwise pruning or set scope: global.",
+                              entry["total_sparsity"], line=lines.get(f"{path}.total_sparsity"))
+        if entry["criterion"] is not None and entry["criterion"] not in criteria.names():
+            p = f"{path}.criterion"
+            raise RecipeError(p, f"unknown criterion. Allowed: {sorted(criteria.names())}.",
+                              entry["criterion"], line=lines.get(p))
+        for j, rx in enumerate(entry["op_names_re"] or []):
+            try:
+                re.compile(rx)
+            except re.error as e:
+                p = f"{path}.op_names_re[{j}]"
+                raise RecipeError(p, f"is not a valid regular expression ({e}).", rx, line=lines.get(p)) from None
+
+
+class Recipe:
+    """A validated recipe with defaults filled.
+
+    Build one with :meth:`from_yaml`, :meth:`from_dict` or :meth:`coerce`; read sections as
+    attributes (``recipe.prune``, ``recipe.train``...), each a plain dict.
+    """
+
+    SECTIONS = tuple(ROOT.fields)
+
+    def __init__(self, data: dict, source: str | None = None, lines: dict | None = None):
+        self._lines = dict(lines or {})
+        self.source = source
+        self._data = S.validate_section(data if data is not None else {}, ROOT, "", self._lines)
+        _check_entries(self._data["prune"], self._lines)
+        self._raw = copy.deepcopy(data if data is not None else {})
+
+    def __getattr__(self, name):
+        if name.startswith("_") or name not in Recipe.SECTIONS:
+            raise AttributeError(name)
+        return self._data[name]
+
+    def __repr__(self):
+        return f"Recipe({self.source or 'dict'}: criterion={self.prune['criterion']}, " \
+               f"granularity={self.prune['granularity']}, entries={len(self.prune['config_list'])})"
+
+    # -- construction -----------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, data: dict) -> "Recipe":
+        """Validates a dict (the same structure as the YAML)."""
+        if not isinstance(data, dict):
+            raise RecipeError("", "a recipe must be a mapping.", data)
+        return cls(copy.deepcopy(data))
+
+    @classmethod
+    def from_yaml(cls, path_or_text: str, overrides=()) -> "Recipe":
+        """Reads a YAML file path or a YAML string; applies ``key.path=value`` overrides.
+
+        Args:
+            path_or_text: a path to a ``.yaml``/``.yml`` file, or YAML text.
+            overrides: iterable of ``"a.b.c=value"`` strings (values parsed as YAML).
+        """
+        source = None
+        text = path_or_text
+        if isinstance(path_or_text, os.PathLike) or (
+                isinstance(path_or_text, str) and "\n" not in path_or_text
+                and (path_or_text.endswith((".yaml", ".yml")) or os.path.exists(path_or_text))):
+            source = os.fspath(path_or_text)
+            if not os.path.exists(source):
+                raise RecipeError("", f"recipe file not found: {source}.")
+            with open(source, encoding="utf-8") as f:
+                text = f.read()
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else None
+            raise RecipeError("", f"malformed YAML{' in ' + source if source else ''}: "
+                              f"{getattr(e, 'problem', None) or e}.", line=line) from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise RecipeError("", "a recipe must be a YAML mapping at the top level.", data, line=1)
+        lines = _line_map(node) if node is not None else {}
+        data = apply_overrides(data, overrides)
+        return cls(data, source=source, lines=lines)
+
+    @classmethod
+    def coerce(cls, value) -> "Recipe":
+        """Accepts a Recipe, a dict, a YAML path or YAML text."""
+        if isinstance(value, Recipe):
+            return value
+        if isinstance(value, dict):
+            return cls.from_dict(value)
+        if isinstance(value, (str, os.PathLike)):
+            return cls.from_yaml(value)
+        raise RecipeError("", "expected a kprune.Recipe, a dict, or a path to a YAML file.", value)
+
+    def with_overrides(self, overrides) -> "Recipe":
+        """Returns a new Recipe with ``key.path=value`` overrides applied to the raw input."""
+        return Recipe(apply_overrides(copy.deepcopy(self._raw), overrides), source=self.source, lines=self._lines)
+
+    def to_dict(self) -> dict:
+        """The validated recipe (defaults filled) as plain data."""
+        return copy.deepcopy(self._data)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+
+_KEY_RE = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def _split_path(path: str):
+    parts = []
+    for m in _KEY_RE.finditer(path):
+        if m.group(2) is not None:
+            parts.append(int(m.group(2)))
+        else:
+            parts.extend(int(p) if p.isdigit() else p for p in [m.group(1)])
+    return parts
+
+
+def apply_overrides(data: dict, overrides) -> dict:
+    """Applies ``a.b.c=value`` (or ``a.list[0].b=value``) strings to a raw recipe dict.
+
+    Values are parsed as YAML (``0.5`` is a number, ``[1, 2]`` a list, ``null`` None).
+    Missing intermediate mappings are created; unknown keys are caught by validation.
+    """
+    data = copy.deepcopy(data)
+    for item in overrides or ():
+        if "=" not in item:
+            raise RecipeError(item, "an override must look like key.path=value.", item)
+        path, raw = item.split("=", 1)
+        path = path.strip()
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            value = raw
+        parts = _split_path(path)
+        if not parts:
+            raise RecipeError(path, "empty key path in override.", item)
+        cur = data
+        for i, key in enumerate(parts[:-1]):
+            nxt = parts[i + 1]
+            if isinstance(key, int):
+                if not isinstance(cur, list) or key >= len(cur):
+                    raise RecipeError(path, f"index {key} does not exist in the list.", item)
+                cur = cur[key]
+            else:
+                if not isinstance(cur, dict):
+                    raise RecipeError(path, f"`{key}` is inside a value that is not a mapping.", item)
+                if cur.get(key) is None:
+                    cur[key] = [] if isinstance(nxt, int) else {}
+                cur = cur[key]
+        last = parts[-1]
+        if isinstance(last, int):
+            if not isinstance(cur, list) or last > len(cur):
+                raise RecipeError(path, f"index {last} does not exist in the list.", item)
+            if last == len(cur):
+                cur.append(value)
+            else:
+                cur[last] = value
+        else:
+            if not isinstance(cur, dict):
+                raise RecipeError(path, "the parent of this key is not a mapping.", item)
+            cur[last] = value
+    return data
+
+
+def _line_map(node, path: str = "", out: dict | None = None) -> dict:
+    """Maps dotted key paths of a composed YAML node tree to 1-based line numbers."""
+    out = {} if out is None else out
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            sub = f"{path}.{k.value}" if path else str(k.value)
+            out[sub] = k.start_mark.line + 1
+            _line_map(v, sub, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, v in enumerate(node.value):
+            sub = f"{path}[{i}]"
+            out[sub] = v.start_mark.line + 1
+            _line_map(v, sub, out)
+    return out

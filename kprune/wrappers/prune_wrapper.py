@@ -1,0 +1,153 @@
+"""``PruneWrapper``: a Keras layer wrapper that holds the pruning masks of one layer.
+
+Masks are non-trainable variables with the shape of the weight they mask. They are enforced
+at two moments, so that masked weights are exactly zero whenever the layer runs:
+
+* when masks change (:meth:`PruneWrapper.apply_masks`, called by the pruner), and
+* after every optimizer update, through the variable's ``constraint`` (Keras optimizers
+  apply ``variable.constraint`` after each step, inside the compiled train step).
+
+The forward pass is the wrapped layer's own, untouched: no extra multiply per call, which
+keeps training overhead low and makes the wrapper work under ``jit_compile``, mixed precision
+and distribution strategies. With ``soft=True`` (soft filter pruning) no constraint is
+installed: pruned weights are zeroed at each mask update but keep training in between.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from kprune.errors import UnsupportedLayerError
+
+#: weights that fine-grained (weight-level) pruning masks, by attribute name.
+KERNEL_WEIGHTS = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings")
+
+#: layer classes that a selector may pick for pruning.
+PRUNABLE_TYPES = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D",
+                  "SeparableConv1D", "SeparableConv2D", "Conv1DTranspose", "Conv2DTranspose",
+                  "Conv3DTranspose", "Dense", "EinsumDense")
+
+
+def weight_attributes(layer) -> dict:
+    """Maps attribute name -> variable for the trainable weights of ``layer``.
+
+    Keras layers store their weights as attributes (``kernel``, ``bias``, ``gamma``...); the
+    attribute name is what masks, criteria and graph members refer to.
+    """
+    out = {}
+    ids = {id(v) for v in layer.trainable_weights}
+    for name in ("kernel", "bias", "depthwise_kernel", "pointwise_kernel", "gamma", "beta",
+                 "alpha", "embeddings"):
+        var = getattr(layer, "_kernel" if name == "kernel" and hasattr(layer, "_kernel") else name, None)
+        if var is None or not hasattr(var, "assign") or id(var) not in ids:
+            continue
+        out[name] = var
+    return out
+
+
+class _MaskConstraint:
+    """Multiplies a variable by its mask (after any user constraint)."""
+
+    def __init__(self, mask, inner=None):
+        self.mask = mask
+        self.inner = inner
+
+    def __call__(self, w):
+        if self.inner is not None:
+            w = self.inner(w)
+        return w * keras.ops.cast(self.mask, w.dtype)
+
+
+@keras.saving.register_keras_serializable(package="kprune")
+class PruneWrapper(keras.layers.Wrapper):
+    """Wraps one layer and holds a mask for each of its trainable weights.
+
+    Args:
+        layer: the Keras layer to wrap (Conv*, Dense, DepthwiseConv*, SeparableConv*,
+            Conv*Transpose, EinsumDense, or a per-channel layer such as BatchNormalization
+            that must follow a pruned filter).
+        spec: per-layer pruning target (``None`` for a passive wrapper whose masks are set by a
+            channel group): ``{"sparsity" | "total_sparsity", "criterion", "granularity",
+            "entry", ...}``.
+        plan: the recipe's shared ``prune`` settings (schedule, scope, dependency awareness...).
+        soft: soft pruning — no constraint keeps masked weights at zero between updates.
+        **kwargs: Keras layer arguments (``name`` defaults to the wrapped layer's name).
+
+    Example:
+        >>> w = PruneWrapper(keras.layers.Dense(4))
+        >>> y = w(np.ones((1, 3), "float32"))
+        >>> sorted(w.masks)
+        ['bias', 'kernel']
+    """
+
+    def __init__(self, layer, spec=None, plan=None, soft=False, **kwargs):
+        if isinstance(layer, PruneWrapper):
+            raise UnsupportedLayerError(f"layer `{layer.name}` is already wrapped by kprune.")
+        kwargs.setdefault("name", layer.name)
+        super().__init__(layer, **kwargs)
+        self.spec = dict(spec) if spec else None
+        self.plan = dict(plan) if plan else None
+        self.soft = bool(soft)
+        self.masks = {}
+        self._call_has_training = bool(getattr(layer, "_call_has_training_arg", True))
+
+    def build(self, input_shape=None):
+        if not self.layer.built:
+            self.layer.build(input_shape)
+        self.masks = {}
+        for attr, var in weight_attributes(self.layer).items():
+            self.masks[attr] = self.add_weight(
+                name=f"{attr}_mask", shape=tuple(var.shape), initializer="ones",
+                trainable=False, dtype=var.dtype)
+        self.pruning_step = self.add_weight(name="pruning_step", shape=(), initializer="zeros",
+                                            trainable=False, dtype="int64")
+        self._install_constraints()
+        self.built = True
+
+    def _install_constraints(self):
+        for attr, var in self.weights_by_attr().items():
+            inner = var.constraint
+            if isinstance(inner, _MaskConstraint):
+                inner = inner.inner
+            var.constraint = None if self.soft else _MaskConstraint(self.masks[attr], inner)
+
+    def weights_by_attr(self) -> dict:
+        """Attribute name -> weight variable of the wrapped layer, for masked weights."""
+        found = weight_attributes(self.layer)
+        return {a: found[a] for a in self.masks}
+
+    def apply_masks(self):
+        """Multiplies every masked weight by its mask (called after masks change)."""
+        for attr, var in self.weights_by_attr().items():
+            var.assign(var * keras.ops.cast(self.masks[attr], var.dtype))
+
+    def set_mask(self, attr: str, mask):
+        """Sets one mask (numpy or tensor of the weight's shape) and zeroes the weight."""
+        if attr not in self.masks:
+            raise KeyError(f"layer `{self.name}` has no mask for `{attr}`; it has {sorted(self.masks)}.")
+        self.masks[attr].assign(np.asarray(mask, dtype=self.masks[attr].dtype))
+        var = self.weights_by_attr()[attr]
+        var.assign(var * keras.ops.cast(self.masks[attr], var.dtype))
+
+    def call(self, inputs, training=None):
+        if self._call_has_training:
+            return self.layer(inputs, training=training)
+        return self.layer(inputs)
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+    def compute_output_spec(self, *args, **kwargs):
+        return self.layer.compute_output_spec(*args, **kwargs)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"spec": self.spec, "plan": self.plan, "soft": self.soft})
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        layer = keras.saving.deserialize_keras_object(config.pop("layer"), custom_objects=custom_objects)
+        return cls(layer, **config)

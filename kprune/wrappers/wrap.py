@@ -1,0 +1,165 @@
+"""``wrap``, ``strip`` and ``sparsity``: moving between plain and masked Keras models."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from kprune.errors import UnsupportedLayerError
+from kprune.selectors import flatten_layers, select
+from kprune.wrappers.prune_wrapper import KERNEL_WEIGHTS, PruneWrapper, weight_attributes
+
+
+def find_wrappers(model) -> list:
+    """All :class:`PruneWrapper` layers of a model (nested models searched), in graph order."""
+    return [l for l in flatten_layers(model) if isinstance(l, PruneWrapper)]
+
+
+def is_wrapped(model) -> bool:
+    return bool(find_wrappers(model))
+
+
+def _check_model(model, what: str):
+    if not isinstance(model, keras.Model):
+        raise UnsupportedLayerError(f"kprune.{what} expects a keras.Model. Received: {type(model).__name__}.")
+    if not (isinstance(model, keras.Sequential) or type(model).__name__ == "Functional"
+            or getattr(model, "_is_graph_network", False) or hasattr(model, "_functional")):
+        raise UnsupportedLayerError(
+            f"kprune.{what} needs a Functional or Sequential model, but `{model.name}` is a subclassed "
+            f"model ({type(model).__name__}): its call() is Python code whose graph kprune cannot "
+            "rebuild. Either build the same network with the functional API, or wrap the layers "
+            "yourself inside your model: `self.conv = kprune.PruneWrapper(keras.layers.Conv2D(...), "
+            "spec={'sparsity': 0.5, 'criterion': 'level', 'granularity': 'weight', 'entry': 0})` and "
+            "drive them with kprune.Pruner.")
+    if not model.built:
+        raise UnsupportedLayerError(f"model `{model.name}` is not built; call it on data or give "
+                                    "keras.Input an input shape first.")
+
+
+def _fresh(layer):
+    new = layer.__class__.from_config(layer.get_config())
+    return new
+
+
+def _clone(model, make):
+    """Clones ``model`` with ``make(layer) -> new layer`` and copies weights old -> new."""
+    pairs = []
+
+    def fn(layer):
+        new = make(layer)
+        pairs.append((layer, new))
+        return new
+
+    try:
+        clone = keras.models.clone_model(model, clone_function=fn, recursive=True)
+    except Exception as e:  # noqa: BLE001 - re-raised with context
+        raise UnsupportedLayerError(f"kprune could not rebuild model `{model.name}` layer by layer: "
+                                    f"{type(e).__name__}: {e}") from e
+    for old, new in pairs:
+        _copy_weights(old, new)
+    return clone
+
+
+def _copy_weights(old, new):
+    if isinstance(new, PruneWrapper) and not isinstance(old, PruneWrapper):
+        new.layer.set_weights(old.get_weights())
+    elif isinstance(old, PruneWrapper) and not isinstance(new, PruneWrapper):
+        old_vars = {id(v): a for a, v in old.weights_by_attr().items()}
+        values = []
+        for v in old.layer.weights:
+            val = np.asarray(v.numpy())
+            attr = old_vars.get(id(v))
+            if attr is not None:
+                val = val * np.asarray(old.masks[attr].numpy(), dtype=val.dtype)
+            values.append(val)
+        new.set_weights(values)
+    elif old.weights:
+        new.set_weights(old.get_weights())
+
+
+def wrap(model, recipe, soft: bool = False):
+    """Returns a new model whose selected layers are wrapped with pruning masks.
+
+    Layers chosen by the recipe's ``config_list`` become :class:`PruneWrapper` layers with
+    their pruning target. For filter granularity, every other layer coupled to a pruned
+    filter (the BatchNormalization that follows it, depthwise convs, the consumers' input
+    channels, layers joined by residual adds) is wrapped too, passively, so that a pruned
+    channel is exactly zero everywhere. Weights are copied; the input model is unchanged.
+
+    Args:
+        model: a built Functional or Sequential Keras model (nested models allowed).
+        recipe: a :class:`kprune.Recipe`, a dict, or a YAML path (only ``prune`` is used).
+        soft: soft pruning (pruned weights keep training, SFP); default ``False``.
+
+    Returns:
+        A new Keras model with the same names, inputs and outputs.
+
+    Example:
+        >>> model = kprune.wrap(model, {"prune": {"criterion": "level",
+        ...     "config_list": [{"op_types": ["Dense"], "sparsity": 0.8}]}})
+    """
+    from kprune.recipe import Recipe
+
+    recipe = Recipe.coerce(recipe)
+    _check_model(model, "wrap")
+    if is_wrapped(model):
+        raise UnsupportedLayerError(f"model `{model.name}` is already wrapped; call kprune.strip(model) "
+                                    "first to re-wrap it with another recipe.")
+    prune = recipe.prune
+    specs, excluded = select(model, prune)
+    plan = {k: v for k, v in prune.items() if k != "config_list"}
+    plan["excluded"] = excluded
+    passive = set()
+    if any(s["granularity"] == "filter" for s in specs.values()):
+        passive = _coupled_layers(model, {n for n, s in specs.items() if s["granularity"] == "filter"})
+
+    def make(layer):
+        if layer.name in specs:
+            return PruneWrapper(_fresh(layer), spec=specs[layer.name], plan=plan, soft=soft)
+        if layer.name in passive and weight_attributes(layer):
+            return PruneWrapper(_fresh(layer), spec=None, plan=plan, soft=soft)
+        return _fresh(layer)
+
+    return _clone(model, make)
+
+
+def _coupled_layers(model, producers: set) -> set:
+    """Names of the layers that share a channel group with any of ``producers``."""
+    from kprune import graph
+
+    names = set()
+    for group in graph.groups(model):
+        members = {m.layer.name for m in group.members}
+        if members & producers:
+            names |= members
+    return names - producers
+
+
+def strip(model):
+    """Returns a plain Keras model: wrappers removed, masks baked into the weights.
+
+    Shapes are unchanged (use :func:`kprune.compact` to remove pruned filters). The result
+    contains no kprune objects and loads without kprune.
+    """
+    _check_model(model, "strip")
+    return _clone(model, lambda layer: _fresh(layer.layer if isinstance(layer, PruneWrapper) else layer))
+
+
+def sparsity(model) -> dict:
+    """Fraction of zeros in each prunable layer's kernel-like weights.
+
+    Works on wrapped and plain models; returns ``{layer_name: fraction}`` plus ``"total"``
+    (zeros over all those weights together).
+    """
+    out, zeros, total = {}, 0, 0
+    for layer in flatten_layers(model):
+        inner = layer.layer if isinstance(layer, PruneWrapper) else layer
+        kernels = [v for a, v in weight_attributes(inner).items() if a in KERNEL_WEIGHTS]
+        if not kernels:
+            continue
+        z = sum(int(np.sum(np.asarray(v.numpy()) == 0)) for v in kernels)
+        n = sum(int(np.prod(v.shape)) for v in kernels)
+        out[layer.name] = z / n if n else 0.0
+        zeros, total = zeros + z, total + n
+    out["total"] = zeros / total if total else 0.0
+    return out
