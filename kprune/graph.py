@@ -1,0 +1,263 @@
+"""Channel groups: which filters, channels and weight slices must be pruned together.
+
+``groups(model)`` walks the functional graph (nested models inlined, kprune wrappers seen
+as the layer they wrap), labels every channel of every tensor, merges the labels that are
+coupled (an ``Add`` of two convolutions, a ``Multiply`` of a squeeze-and-excitation gate,
+a shared layer, a GroupNormalization group) and summarizes each coupled set of channels as a
+:class:`ChannelGroup`: the weight slices (:class:`Member`) that carry each channel.
+
+The per-layer rules live in :mod:`kprune.graph_rules`; see ``docs/surgery.md``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from kprune.errors import GraphError
+from kprune.graph_rules import ChannelState, TInfo, apply_rule
+from kprune.graph_walk import FlatGraph, flatten_graph
+
+ROLES = ("producer", "follower", "consumer")
+NO_PRODUCER = ("has no producer layer (its channels come from the model input or from an "
+               "operation kprune does not analyse)")
+
+
+@dataclass(frozen=True, eq=False)
+class Member:
+    """The weight slices of one layer that carry a group's channels.
+
+    Attributes:
+        layer: the layer as it appears in the flattened model (a kprune wrapper stays a
+            wrapper; its weights live on ``layer.layer``).
+        weight: attribute name of the weight on the inner layer (``"kernel"``, ``"gamma"``...).
+        axis: non-negative axis of that weight indexed by the group's channels.
+        index: int array ``[group.size, k]``: for group channel ``c`` the ``k`` positions
+            along ``axis`` (``k > 1`` after Flatten, for depth multipliers, GroupNorm groups).
+        role: ``"producer"``, ``"follower"`` or ``"consumer"``.
+        requires_zero: for consumers, whether the channel reaching them is *not* exactly 0
+            once producers and followers are zeroed (e.g. after ``sigmoid``); such a
+            consumer slice must be zero too before the channel can be removed.
+    """
+
+    layer: object
+    weight: str
+    axis: int
+    index: np.ndarray
+    role: str
+    requires_zero: bool = False
+
+    @property
+    def inner(self):
+        """The layer that owns the weight (unwraps a kprune wrapper)."""
+        from kprune.graph_walk import unwrap
+
+        return unwrap(self.layer)
+
+    def variable(self):
+        """The Keras variable of this member's weight."""
+        return getattr(self.inner, self.weight)
+
+
+@dataclass
+class ChannelGroup:
+    """A set of coupled channels that must be pruned together.
+
+    Attributes:
+        id: position of the group in ``groups(model)``.
+        size: number of channels ``C`` in the group.
+        members: the weight slices carrying them.
+        prunable: whether channels of this group may be removed.
+        reason: why not, when ``prunable`` is False.
+    """
+
+    id: int
+    size: int
+    members: list
+    prunable: bool
+    reason: str | None
+    roots: np.ndarray = field(default=None, repr=False)
+
+    def _role(self, role):
+        return [m for m in self.members if m.role == role]
+
+    @property
+    def producers(self) -> list:
+        """Members whose layer outputs the channels (filters, units)."""
+        return self._role("producer")
+
+    @property
+    def followers(self) -> list:
+        """Per-channel parameters the channels pass through (BatchNorm, depthwise...)."""
+        return self._role("follower")
+
+    @property
+    def consumers(self) -> list:
+        """Input slices of the layers that read the channels."""
+        return self._role("consumer")
+
+    def layer_names(self, role: str | None = None) -> list:
+        """Names of the member layers (optionally of one role), first appearance first."""
+        names = []
+        for m in self.members:
+            if (role is None or m.role == role) and m.layer.name not in names:
+                names.append(m.layer.name)
+        return names
+
+
+@dataclass
+class Analysis:
+    """Everything :func:`analyze` learned (used by :mod:`kprune.surgery`)."""
+
+    flat: FlatGraph
+    infos: dict
+    roots: np.ndarray
+    groups: list
+
+
+def analyze(model) -> Analysis:
+    """Label every channel of ``model`` and build its channel groups.
+
+    Args:
+        model: a functional or Sequential Keras model (possibly wrapped, possibly nested).
+
+    Returns:
+        An :class:`Analysis` with the flattened graph, the per-tensor channel info, the
+        union-find roots and the groups.
+    """
+    flat = flatten_graph(model)
+    state = ChannelState()
+    infos: dict = {}
+    for t, k in zip(flat.input_tensors, flat.input_keys):
+        n = int(t.shape[-1]) if len(t.shape) and t.shape[-1] is not None else 0
+        name = t._keras_history.operation.name
+        infos[k] = TInfo(state.fresh(n, reason=f"comes from the model input '{name}'"),
+                         np.zeros(n, bool))
+    for call in flat.calls:
+        outs = apply_rule(state, call, [infos[k] for k in call.in_keys])
+        for k, info in zip(call.out_keys, outs):
+            infos[k] = info
+    for t, k in zip(flat.output_tensors, flat.output_keys):
+        name = t._keras_history.operation.name
+        state.block(infos[k].labels, f"reaches the model output '{name}'")
+    _union_shared_positions(state)
+    roots = state.roots()
+    return Analysis(flat, infos, roots, _summarize(state, roots))
+
+
+def groups(model) -> list:
+    """Return the channel groups of ``model`` that must be pruned together.
+
+    Args:
+        model: a functional or Sequential Keras model; nested models are inlined and
+            kprune wrappers are analysed as the layer they wrap.
+
+    Returns:
+        A list of :class:`ChannelGroup`, in order of first appearance in the graph.
+
+    Example:
+        >>> gs = kprune.groups(model)
+        >>> [(g.layer_names("producer"), g.size, g.prunable) for g in gs][:1]
+        [(['conv1'], 16, True)]
+    """
+    return analyze(model).groups
+
+
+def check_independent(groups: list, layer_names) -> None:
+    """Refuse per-layer (non dependency-aware) filter pruning of coupled layers.
+
+    Args:
+        groups: the model's channel groups (``groups(model)``).
+        layer_names: names of the layers whose filters would be pruned one by one.
+
+    Raises:
+        GraphError: when a named layer shares an output channel group with other producers
+            (an ``Add``, ``Multiply`` or split ``Concatenate`` couples them): pruning it alone
+            would misalign the channels.
+    """
+    wanted = set(layer_names)
+    for g in groups:
+        producers = g.layer_names("producer")
+        hit = [n for n in producers if n in wanted]
+        if hit and len(producers) > 1:
+            others = [n for n in producers if n != hit[0]]
+            raise GraphError(
+                f"Layer '{hit[0]}' cannot be filter-pruned on its own: its output channels "
+                f"are coupled with {others} (channel group {g.id}: "
+                f"{g.layer_names()}), e.g. through an Add, Multiply or Concatenate. "
+                f"Received: dependency_aware=False for layers {sorted(wanted)}. Set "
+                "`dependency_aware: true` so the whole group shares one mask, or exclude "
+                f"these layers ({producers})."
+            )
+
+
+def _union_shared_positions(state: ChannelState) -> None:
+    """Labels that touch the same weight position are the same channel (shared layers)."""
+    seen: dict = {}
+    for t in state.touches:
+        key = (id(t.layer), t.weight, t.axis)
+        pos = np.asarray(t.positions)
+        size = int(pos.max()) + 1 if len(pos) else 0
+        table = seen.get(key)
+        if table is None or len(table) < size:
+            grown = np.full(max(size, 0), -1, dtype=np.int64)
+            if table is not None:
+                grown[: len(table)] = table
+            table = grown
+        existing = table[pos]
+        has = existing >= 0
+        if has.any():
+            state.union(existing[has], t.labels[has])
+        table[pos[~has]] = t.labels[~has]
+        seen[key] = table
+
+
+def _summarize(state: ChannelState, roots: np.ndarray) -> list:
+    root_reason: dict = {}
+    for label, reason in state.reasons.items():
+        root_reason.setdefault(int(roots[label]), reason)
+    with_producer = set(roots[list(state.producers)].tolist()) if state.producers else set()
+    entries: dict = {}  # root -> {mkey: positions}
+    mkeys: dict = {}  # mkey -> [first touch index, layer, requires_zero]
+    for i, t in enumerate(state.touches):
+        mkey = (id(t.layer), t.weight, t.axis, t.role)
+        info = mkeys.setdefault(mkey, [i, t.layer, False])
+        info[2] = info[2] or t.requires_zero
+        r = roots[t.labels]
+        order = np.argsort(r, kind="stable")
+        uniq, starts = np.unique(r[order], return_index=True)
+        bounds = list(starts[1:]) + [len(order)]
+        pos_sorted = np.asarray(t.positions)[order]
+        for u, a, b in zip(uniq.tolist(), starts.tolist(), bounds):
+            slot = entries.setdefault(u, {})
+            pos = np.sort(pos_sorted[a:b])
+            slot[mkey] = pos if mkey not in slot else np.union1d(slot[mkey], pos)
+    by_sig: dict = {}
+    for root, slot in entries.items():
+        keys = sorted(slot, key=lambda mk: mkeys[mk][0])
+        reason = root_reason.get(root)
+        if reason is None and root not in with_producer:
+            reason = NO_PRODUCER
+        sig = (tuple((mk, len(slot[mk])) for mk in keys), reason)
+        by_sig.setdefault(sig, []).append(root)
+    result = []
+    for (sig, reason), rts in by_sig.items():
+        keys = [mk for mk, _ in sig]
+        rts.sort(key=lambda r: tuple(int(entries[r][mk][0]) for mk in keys))
+        members = []
+        for mk in keys:
+            index = np.stack([entries[r][mk] for r in rts]).astype(np.int64)
+            _, layer, req = mkeys[mk]
+            role = mk[3]
+            members.append(Member(layer, mk[1], int(mk[2]), index, role,
+                                  requires_zero=bool(req) and role == "consumer"))
+        first = min(mkeys[mk][0] for mk in keys)
+        result.append((first, ChannelGroup(0, len(rts), members, reason is None, reason,
+                                           np.asarray(rts, dtype=np.int64))))
+    result.sort(key=lambda fg: (fg[0], int(fg[1].roots[0])))
+    out = []
+    for i, (_, g) in enumerate(result):
+        g.id = i
+        out.append(g)
+    return out
