@@ -186,9 +186,16 @@ def test_prune_wrappers_are_stripped_before_export(tmp_path):
     import kprune
 
     model = small_convnet()
-    recipe = {"config_list": [{"op_types": ["Conv2D"], "sparsity": 0.5}]}
+    recipe = {"prune": {"criterion": "level", "config_list": [{"op_types": ["Conv2D"], "sparsity": 0.5}]}}
     wrapped = kprune.wrap(model, recipe)
+    kprune.Pruner(wrapped).prune_now()
+    stripped = kprune.strip(wrapped)
+    assert kprune.sparsity(stripped)["conv2"] == pytest.approx(0.5, abs=0.01)
     x = random_images(4, seed=3)
-    ref = kprune.strip(wrapped).predict(x, verbose=0)
+    ref = stripped.predict(x, verbose=0)
     result = to_tflite(wrapped, tmp_path / "wrapped.tflite")
     np.testing.assert_allclose(predict_tflite(result.path, x), ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+    # No wrapper variables (masks, step counters) made it into the file.
+    interpreter = load_interpreter(result.path)
+    names = " ".join(detail["name"] for detail in interpreter.get_tensor_details())
+    assert "mask" not in names and "pruning_step" not in names
