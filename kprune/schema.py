@@ -145,10 +145,10 @@ def validate_section(value: dict, section: Section, path: str, lines: dict | Non
             out[key] = validate(value[key], field, sub, lines)
         elif field.default is _REQUIRED:
             raise RecipeError(sub, f"is required ({field.doc or _type_name(field)}).", line=lines.get(path))
-        elif field.kind == "dict" and field.default is not None and not field.nullable:
-            out[key] = validate_section(dict(field.default), field.section, sub, lines)
+        elif field.default is None:
+            out[key] = None
         else:
-            out[key] = _copy(field.default)
+            out[key] = validate(_copy(field.default), field, sub, lines)
     return out
 
 

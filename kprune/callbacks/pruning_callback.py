@@ -50,7 +50,14 @@ class PruningCallback(keras.callbacks.Callback):
         else:
             self.pruner.bind(spe)
         if self.log_dir and self._writer is None:
+            import importlib.util
+
             import tensorflow as tf
+            if importlib.util.find_spec("tensorboard") is None:
+                from kprune.errors import KPruneError
+                raise KPruneError("PruningCallback(log_dir=...) writes TensorBoard summaries, which needs "
+                                  "the tensorboard package: pip install 'kprune[tensorboard]'. "
+                                  f"Received: log_dir={self.log_dir!r}")
             self._writer = tf.summary.create_file_writer(self.log_dir)
 
     def on_train_batch_begin(self, batch, logs=None):

@@ -50,8 +50,14 @@ def _clone(model, make):
         pairs.append((layer, new))
         return new
 
+    inputs = None
+    if not isinstance(model, keras.Sequential):
+        # keep the input names (clone_model would invent new ones)
+        inputs = [keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t._keras_history[0].name)
+                  for t in model.inputs]
+        inputs = inputs[0] if len(inputs) == 1 and not isinstance(model.input, (list, dict)) else inputs
     try:
-        clone = keras.models.clone_model(model, clone_function=fn, recursive=True)
+        clone = keras.models.clone_model(model, input_tensors=inputs, clone_function=fn, recursive=True)
     except Exception as e:  # noqa: BLE001 - re-raised with context
         raise UnsupportedLayerError(f"kprune could not rebuild model `{model.name}` layer by layer: "
                                     f"{type(e).__name__}: {e}") from e

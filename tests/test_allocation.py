@@ -1,0 +1,43 @@
+import numpy as np
+
+from kprune import allocation as A
+
+
+def test_weight_mask_prunes_lowest_with_stable_ties():
+    keep = A.weight_mask(np.array([5.0, 1.0, 1.0, 3.0, 0.0]), 0.6)
+    np.testing.assert_array_equal(keep, [True, False, False, True, False])
+
+
+def test_frozen_entries_stay_pruned():
+    keep = A.weight_mask(np.array([5.0, 1.0, 2.0, 3.0]), 0.25, frozen=np.array([True, False, False, False]))
+    np.testing.assert_array_equal(keep, [False, True, True, True])
+
+
+def test_kept_channels_rounding_and_min_keep():
+    assert A.kept_channels(64, 0.5) == 32
+    assert A.kept_channels(20, 0.5, round_to=8) == 16
+    assert A.kept_channels(20, 0.7, round_to=8) == 8
+    assert A.kept_channels(10, 0.99, min_keep=2) == 2
+    assert A.kept_channels(4, 0.9, round_to=8) == 4
+
+
+def test_channel_keep():
+    np.testing.assert_array_equal(A.channel_keep(np.array([0.1, 5.0, 2.0, 3.0]), 0.5), [False, True, False, True])
+
+
+def test_global_keep_uses_costs_and_caps():
+    # unit 0 has cheap low scores, unit 1 expensive; prune half the total cost
+    scores = [np.array([1.0, 2.0]), np.array([0.5, 10.0])]
+    costs = [np.array([1.0, 1.0]), np.array([2.0, 2.0])]
+    keeps = A.global_keep(scores, 0.5, costs=costs)  # total 6, budget 3: prune 0.5 (cost 2) then 1.0 (cost 1)
+    np.testing.assert_array_equal(keeps[0], [False, True])
+    np.testing.assert_array_equal(keeps[1], [False, True])
+    keeps = A.global_keep([np.array([0.0, 0.1, 0.2, 9.0]), np.array([5.0, 6.0])], 0.5, max_per_unit=0.5)
+    assert keeps[0].sum() == 2 and keeps[1].sum() == 1
+
+
+def test_aggregate():
+    v = [np.array([1.0, 4.0]), np.array([3.0, 0.0])]
+    np.testing.assert_array_equal(A.aggregate(v, "sum"), [4, 4])
+    np.testing.assert_array_equal(A.aggregate(v, "mean"), [2, 2])
+    np.testing.assert_array_equal(A.aggregate(v, "max"), [3, 4])

@@ -1,0 +1,110 @@
+import textwrap
+
+import pytest
+
+import kprune
+from kprune.errors import RecipeError
+from kprune.recipe import Recipe, apply_overrides
+
+
+def test_defaults_filled_from_empty_dict():
+    r = Recipe.from_dict({})
+    assert r.prune["criterion"] == "level"
+    assert r.prune["schedule"] == {"name": "oneshot", "at_step": None, "at_epoch": None}
+    assert r.train["optimizer"]["name"] == "sgd"
+    assert r.export["quantize"] == "none"
+
+
+def test_prune_only_recipe_from_yaml_string():
+    r = Recipe.from_yaml(textwrap.dedent("""
+        prune:
+          criterion: l1
+          granularity: filter
+          config_list:
+            - {op_types: [Conv2D], sparsity: 0.5}
+            - {op_names: [conv1], exclude: true}
+    """))
+    assert r.prune["config_list"][0]["sparsity"] == 0.5
+    assert r.prune["config_list"][1]["exclude"] is True
+
+
+def test_unknown_key_names_path_line_and_allowed(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text("prune:\n  criterion: l1\n  sparsty: 0.5\n")
+    with pytest.raises(RecipeError) as e:
+        Recipe.from_yaml(str(p))
+    msg = str(e.value)
+    assert "prune.sparsty" in msg and "line 3" in msg and "config_list" in msg
+
+
+def test_wrong_type_and_range_errors_name_value_and_allowed():
+    with pytest.raises(RecipeError, match=r"prune\.config_list\[0\]\.sparsity.*\[0\.0, 1\.0\).*sparsity=1\.5"):
+        Recipe.from_dict({"prune": {"config_list": [{"op_types": ["Dense"], "sparsity": 1.5}]}})
+    with pytest.raises(RecipeError, match=r"data\.batch_size.*integer.*'big'"):
+        Recipe.from_dict({"data": {"batch_size": "big"}})
+    with pytest.raises(RecipeError, match=r"prune\.criterion.*unknown criterion.*l1.*'l7'"):
+        Recipe.from_dict({"prune": {"criterion": "l7"}})
+    with pytest.raises(RecipeError, match=r"prune\.scope.*layerwise.*global"):
+        Recipe.from_dict({"prune": {"scope": "everywhere"}})
+
+
+def test_entry_needs_exactly_one_target_and_a_selector():
+    with pytest.raises(RecipeError, match="exactly one of `sparsity`"):
+        Recipe.from_dict({"prune": {"config_list": [{"op_types": ["Dense"]}]}})
+    with pytest.raises(RecipeError, match="selects nothing"):
+        Recipe.from_dict({"prune": {"config_list": [{"sparsity": 0.5}]}})
+    with pytest.raises(RecipeError, match="scope: global"):
+        Recipe.from_dict({"prune": {"config_list": [{"op_types": ["Dense"], "total_sparsity": 0.5}]}})
+    r = Recipe.from_dict({"prune": {"scope": "global",
+                                    "config_list": [{"op_types": ["Dense"], "total_sparsity": 0.5}]}})
+    assert r.prune["config_list"][0]["total_sparsity"] == 0.5
+
+
+def test_schedule_validation():
+    r = Recipe.from_dict({"prune": {"schedule": {"name": "agp", "start_epoch": 0, "end_epoch": 4}}})
+    assert r.prune["schedule"]["frequency"] == 1 and r.prune["schedule"]["power"] == 3.0
+    with pytest.raises(RecipeError, match=r"prune\.schedule\.name.*unknown schedule.*agp"):
+        Recipe.from_dict({"prune": {"schedule": {"name": "linear"}}})
+    with pytest.raises(RecipeError, match="end_step or end_epoch"):
+        Recipe.from_dict({"prune": {"schedule": {"name": "agp"}}})
+    with pytest.raises(RecipeError, match="mixes step keys"):
+        Recipe.from_dict({"prune": {"schedule": {"name": "agp", "start_step": 0, "end_epoch": 3}}})
+    with pytest.raises(RecipeError, match=r"prune\.schedule\.warp.*unknown key"):
+        Recipe.from_dict({"prune": {"schedule": {"name": "oneshot", "warp": 1}}})
+
+
+def test_malformed_yaml_has_line():
+    with pytest.raises(RecipeError, match=r"malformed YAML.*line 2|line 3"):
+        Recipe.from_yaml("prune:\n  criterion: [l1\n  x: 1\n")
+
+
+def test_overrides_parse_yaml_values_and_lists():
+    data = apply_overrides({"prune": {"config_list": [{"op_types": ["Conv2D"], "sparsity": 0.5}]}},
+                           ["prune.config_list[0].sparsity=0.7", "train.epochs=3", "prune.round_to=8"])
+    assert data["prune"]["config_list"][0]["sparsity"] == 0.7
+    assert data["train"]["epochs"] == 3
+    r = Recipe.from_dict(data).with_overrides(["prune.criterion=l2"])
+    assert r.prune["criterion"] == "l2" and r.prune["round_to"] == 8
+    with pytest.raises(RecipeError, match="key.path=value"):
+        apply_overrides({}, ["nonsense"])
+    with pytest.raises(RecipeError, match=r"train\.epoch.*unknown key"):
+        Recipe.from_dict({}).with_overrides(["train.epoch=3"])
+
+
+def test_shipped_recipes_validate():
+    import glob
+    files = sorted(glob.glob("recipes/*.yaml"))
+    assert files, "recipes/ must hold example recipes"
+    for f in files:
+        assert isinstance(Recipe.from_yaml(f), Recipe)
+
+
+def test_coerce_and_roundtrip(tmp_path):
+    r = Recipe.from_dict({"prune": {"criterion": "l2", "granularity": "filter"}})
+    p = tmp_path / "r.yaml"
+    p.write_text(r.to_yaml())
+    assert Recipe.coerce(str(p)).to_dict() == r.to_dict()
+    assert Recipe.coerce(r) is r
+    with pytest.raises(RecipeError):
+        Recipe.coerce(42)
+    assert kprune.Recipe is Recipe
