@@ -35,6 +35,8 @@ class LatencyReport:
         machine: platform, processor, cpu count (host) or device properties (Android).
         init_ms, first_ms: interpreter initialisation and first inference, when reported.
         notes: caveats about the numbers (e.g. statistics the backend does not print).
+        extra: backend-specific numbers that have no field of their own (e.g. the p5/p95
+            and warm-up average that ``benchmark_model`` prints).
     """
 
     path: str
@@ -58,6 +60,7 @@ class LatencyReport:
     init_ms: float | None = None
     first_ms: float | None = None
     notes: list = field(default_factory=list)
+    extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         """Returns the report as a JSON-ready dict (plain floats, ints, strings)."""
