@@ -51,28 +51,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 
 import keras
 import numpy as np
 
+from kprune import counting_rules as rules
 from kprune.errors import GraphError
 
 L = keras.layers
-_CONV = (L.Conv1D, L.Conv2D, L.Conv3D)
-_CONV_T = (L.Conv1DTranspose, L.Conv2DTranspose, L.Conv3DTranspose)
-_DEPTHWISE = tuple(c for c in (getattr(L, "DepthwiseConv1D", None), L.DepthwiseConv2D) if c)
-_SEPARABLE = (L.SeparableConv1D, L.SeparableConv2D)
-_POOL = tuple(getattr(L, n) for n in dir(L) if re.fullmatch(r"(Max|Average)Pooling[123]D", n))
-_GLOBAL_POOL = tuple(getattr(L, n) for n in dir(L) if re.fullmatch(r"Global(Max|Average)Pooling[123]D", n))
-_ELEMENTWISE_MERGE = (L.Add, L.Subtract, L.Multiply, L.Maximum, L.Minimum)
-_ACTIVATIONS = tuple(getattr(L, n) for n in ("Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax") if hasattr(L, n))
-_STAT_NORMS = tuple(
-    getattr(L, n) for n in ("LayerNormalization", "GroupNormalization", "RMSNormalization", "UnitNormalization") if hasattr(L, n)
-)
-_AFFINE = (L.Rescaling, L.Normalization)
-_RNN_GATES = ((L.LSTM, 4), (L.GRU, 3), (L.SimpleRNN, 1))
-
 
 @dataclasses.dataclass(frozen=True)
 class LayerCount:
@@ -151,114 +137,7 @@ class Counts:
         return out
 
 
-# ----------------------------------------------------------------------------- shapes
-
-
-def _prod(dims, layer, what) -> int:
-    dims = list(dims)
-    if any(d is None for d in dims):
-        raise GraphError(
-            f"Layer {layer.name!r} ({type(layer).__name__}) has an unknown {what} dimension "
-            f"(received shape with None: {tuple(dims)}). Pass `input_shape=` to count() so "
-            "that every non-batch dimension is known."
-        )
-    return int(math.prod(int(d) for d in dims))
-
-
-def _spatial(shape, data_format):
-    return shape[2:] if data_format == "channels_first" else shape[1:-1]
-
-
-def _shapes(specs):
-    return [tuple(s.shape) for s in keras.tree.flatten(specs) if hasattr(s, "shape")]
-
-
-# --------------------------------------------------------------------------- formulas
-
-
-def _terms(layer, in_shapes, out_shapes):
-    """Return ``[(weight_variable_or_None, size, uses)]``: MACs = sum(size * uses)."""
-    out = out_shapes[0] if out_shapes else None
-    inp = in_shapes[0] if in_shapes else None
-    if isinstance(layer, _CONV + _DEPTHWISE):
-        uses = _prod(_spatial(out, layer.data_format), layer, "output spatial")
-        return [(layer.kernel, None, uses)]
-    if isinstance(layer, _CONV_T):
-        return [(layer.kernel, None, _prod(_spatial(inp, layer.data_format), layer, "input spatial"))]
-    if isinstance(layer, _SEPARABLE):
-        uses = _prod(_spatial(out, layer.data_format), layer, "output spatial")
-        return [(layer.depthwise_kernel, None, uses), (layer.pointwise_kernel, None, uses)]
-    if isinstance(layer, L.Dense):
-        return [(layer.kernel, None, _prod(inp[1:-1], layer, "leading"))]
-    if isinstance(layer, L.EinsumDense):
-        return [(layer.kernel, None, _einsum_uses(layer, out))]
-    if isinstance(layer, L.Dot):
-        axes = layer.axes if isinstance(layer.axes, (list, tuple)) else (layer.axes, layer.axes)
-        contracted = in_shapes[0][axes[0]]
-        return [(None, _prod(out[1:], layer, "output") * _prod([contracted], layer, "contracted"), 1)]
-    for cls, gates in _RNN_GATES:
-        if isinstance(layer, cls):
-            steps = _prod([inp[1]], layer, "time")
-            return [(layer.cell.kernel, None, steps), (layer.cell.recurrent_kernel, None, steps)]
-    return None
-
-
-def _einsum_uses(layer, out_shape):
-    equation = layer.equation.replace(" ", "")
-    inputs, output = equation.split("->")
-    x_spec, k_spec = inputs.split(",")
-    kernel_shape = tuple(layer.kernel.shape)
-    sizes = dict(zip(k_spec, kernel_shape))
-    contracted = [sizes[c] for c in k_spec if c in x_spec and c not in output]
-    macs = _prod(out_shape[1:], layer, "output") * int(math.prod(contracted))
-    return macs // int(math.prod(kernel_shape))
-
-
-def _nni(layer, macs, in_shapes, out_shapes):
-    """NNI's ``count_flops_params(mode="full")`` figure for one call (see Counts.nni_flops)."""
-    out_elems = sum(_prod(s[1:], layer, "output") for s in out_shapes)
-    if isinstance(layer, _CONV + _CONV_T + _DEPTHWISE + _SEPARABLE + (L.Dense, L.EinsumDense)):
-        return macs + (out_elems if getattr(layer, "bias", None) is not None else 0)
-    if isinstance(layer, L.BatchNormalization):
-        return 2 * out_elems
-    if isinstance(layer, L.LeakyReLU):
-        return out_elems
-    if isinstance(layer, _POOL) and "Average" in type(layer).__name__:
-        return out_elems
-    return 0
-
-
-def _ops(layer, in_shapes, out_shapes):
-    """Non-MAC arithmetic operations of one call (see the module docstring)."""
-    out_elems = sum(_prod(s[1:], layer, "output") for s in out_shapes)
-    if isinstance(layer, _CONV + _CONV_T + _DEPTHWISE + _SEPARABLE + (L.Dense, L.EinsumDense)):
-        n = out_elems if getattr(layer, "bias", None) is not None else 0
-        act = getattr(layer, "activation", None)
-        if act is not None and act is not keras.activations.linear:
-            n += out_elems
-        return n
-    if isinstance(layer, L.BatchNormalization) or isinstance(layer, _AFFINE):
-        return 2 * out_elems
-    if isinstance(layer, _STAT_NORMS):
-        return 7 * out_elems
-    if isinstance(layer, _POOL):
-        return out_elems * int(math.prod(layer.pool_size))
-    if isinstance(layer, _GLOBAL_POOL):
-        return sum(_prod(s[1:], layer, "input") for s in in_shapes)
-    if isinstance(layer, _ELEMENTWISE_MERGE):
-        return (len(in_shapes) - 1) * out_elems
-    if isinstance(layer, L.Average):
-        return len(in_shapes) * out_elems
-    if isinstance(layer, _ACTIVATIONS):
-        return out_elems
-    return 0
-
-
 # ----------------------------------------------------------------------------- walking
-
-
-def _numpy(v):
-    return np.asarray(keras.ops.convert_to_numpy(v))
 
 
 class _Counter:
@@ -272,7 +151,7 @@ class _Counter:
 
     def nonzero(self, v):
         if id(v) not in self.nnz:
-            self.nnz[id(v)] = int(np.count_nonzero(_numpy(v)))
+            self.nnz[id(v)] = int(np.count_nonzero(keras.ops.convert_to_numpy(v)))
         return self.nnz[id(v)]
 
     def record(self, layer, args, kwargs, outputs):
@@ -281,10 +160,10 @@ class _Counter:
         if isinstance(layer, L.Wrapper) and not isinstance(layer, L.TimeDistributed):
             inner = layer.layer
             weights = list(inner.weights)
-        in_shapes = _shapes((args, kwargs))
-        out_shapes = _shapes(outputs)
+        in_shapes = rules.shapes((args, kwargs))
+        out_shapes = rules.shapes(outputs)
         macs, eff, ops = self.layer_macs(inner, in_shapes, out_shapes)
-        self.nni += _nni(inner, macs, in_shapes, out_shapes)
+        self.nni += rules.nni(inner, macs, in_shapes, out_shapes)
         new = [v for v in weights if id(v) not in self.seen]
         for v in new:
             self.seen[id(v)] = v
@@ -308,24 +187,24 @@ class _Counter:
 
     def layer_macs(self, layer, in_shapes, out_shapes):
         if isinstance(layer, L.TimeDistributed):
-            steps = _prod([in_shapes[0][1]], layer, "time")
+            steps = rules.prod([in_shapes[0][1]], layer, "time")
             drop = lambda shapes: [(s[0],) + tuple(s[2:]) for s in shapes]  # noqa: E731
             macs, eff, ops = self.layer_macs(layer.layer, drop(in_shapes), drop(out_shapes))
             return steps * macs, steps * eff, steps * ops
         if isinstance(layer, L.Bidirectional):
             results = [self.layer_macs(sub, in_shapes, out_shapes) for sub in (layer.forward_layer, layer.backward_layer)]
             return tuple(sum(r[i] for r in results) for i in range(3))
-        terms = _terms(layer, in_shapes, out_shapes)
+        terms = rules.terms(layer, in_shapes, out_shapes)
         if terms is None:
-            if layer.weights and not isinstance(layer, (L.BatchNormalization,) + _STAT_NORMS + _AFFINE + _ACTIVATIONS):
+            if layer.weights and not isinstance(layer, (L.BatchNormalization,) + rules.STAT_NORMS + rules.AFFINE + rules.ACTIVATIONS):
                 self.uncounted.append(type(layer).__name__)
-            return 0, 0, _ops(layer, in_shapes, out_shapes)
+            return 0, 0, rules.ops(layer, in_shapes, out_shapes)
         macs = eff = 0
         for var, size, uses in terms:
             size = int(math.prod(var.shape)) if var is not None else size
             macs += size * uses
             eff += (self.nonzero(var) if var is not None else size) * uses
-        return macs, eff, _ops(layer, in_shapes, out_shapes)
+        return macs, eff, rules.ops(layer, in_shapes, out_shapes)
 
     def walk(self, model, inputs):
         if isinstance(model, keras.Sequential):
@@ -407,8 +286,6 @@ def count(model, input_shape=None) -> Counts:
     specs = _input_specs(model, input_shape)
     try:
         counter.walk(model, specs)
-    except GraphError:
-        raise
     except (ValueError, TypeError) as err:
         raise GraphError(
             f"Could not propagate shapes through model {model.name!r} with input shapes "
