@@ -247,6 +247,11 @@ def test_lenet5_by_hand():
     conv2 = 10 * 10 * (25 * 6) * 16
     fc = 400 * 120 + 120 * 84 + 84 * 10
     assert c.macs == conv1 + conv2 + fc == 416_520
+    assert [r.macs for r in c.per_layer] == [117_600, 0, 240_000, 0, 0, 48_000, 10_080, 840]
+    # bias + ReLU on conv1 (2 x 4,704), 4 per max-pool output, bias + ReLU on conv2, ...
+    assert [r.ops for r in c.per_layer] == [9408, 4704, 3200, 1600, 0, 240, 168, 10]
+    assert c.ops == 19_330
+    assert c.nni_flops == 416_520 + 4704 + 1600 + 120 + 84 + 10  # MACs + one per bias
 
 
 # ------------------------------------------------------------------ published numbers
@@ -254,7 +259,8 @@ def test_lenet5_by_hand():
 
 def test_cifar_resnet20_is_40_8_million_macs():
     c = count(models.get("resnet20"))
-    assert c.macs == 40_813_184
+    assert c.macs == 40_813_184 and c.flops == 81_626_368
+    assert (c.params, c.trainable_params) == (274_042, 272_474)
     assert abs(c.macs - 40.8e6) / 40.8e6 < 0.01
     # Option A (zero-padded identity shortcuts) would drop the two 1x1 projections:
     projections = sum(r.macs for r in c.per_layer if "shortcut_conv" in r.name)
@@ -288,6 +294,7 @@ def test_nni_anchor_rows_are_reproduced():
     r18 = count(models.get("resnet18"))
     assert r18.trainable_params == 11_173_962
     assert r18.nni_flops == 556_651_530
+    assert r18.macs == 555_422_720
 
 
 def test_keras_resnet50_at_224():
