@@ -12,6 +12,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from kprune import data
+from kprune.data import local
 from kprune.errors import DataError
 
 DEBIAN = "/usr/share/datasets/fashion-mnist"
@@ -27,8 +28,8 @@ def _offline(monkeypatch, tmp_path):
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket, "getaddrinfo", refuse)
     monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "empty"))
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", str(tmp_path / "no-debian"))
-    data._read_cached.cache_clear()
+    monkeypatch.setattr(local, "DEBIAN_FASHION_MNIST", str(tmp_path / "no-debian"))
+    local._read_cached.cache_clear()
 
 
 def write_idx(path, array, gz=False):
@@ -93,7 +94,7 @@ def test_local_mnist_copy_values_and_order(tmp_path, monkeypatch, gz):
 
 def test_env_dir_takes_precedence_over_debian(tmp_path, monkeypatch):
     write_mnist_like(tmp_path / "debian", n_train=6, seed=1)
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", str(tmp_path / "debian"))
+    monkeypatch.setattr(local, "DEBIAN_FASHION_MNIST", str(tmp_path / "debian"))
     x, _ = collect(data.load("fashion_mnist", "train", shuffle=False))
     assert len(x) == 6  # the Debian path is used when the env dir has no copy
     monkeypatch.setenv(data.ENV_VAR, str(tmp_path / "env"))
@@ -105,14 +106,15 @@ def test_env_dir_takes_precedence_over_debian(tmp_path, monkeypatch):
 
 @pytest.mark.skipif(not os.path.isdir(DEBIAN), reason="dataset-fashion-mnist not installed")
 def test_real_debian_fashion_mnist(monkeypatch):
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", DEBIAN)
+    monkeypatch.setattr(local, "DEBIAN_FASHION_MNIST", DEBIAN)
     meta = data.info("fashion_mnist")
     assert meta.input_shape == (28, 28, 1) and meta.num_classes == 10
     train = data.load("fashion_mnist", "train", batch_size=1000, shuffle=False)
     test = data.load("fashion_mnist", "test", batch_size=1000, shuffle=False)
     assert int(train.cardinality()) * 1000 == 60000 and int(test.cardinality()) * 1000 == 10000
     x, y = next(iter(test))
-    assert x.shape == (1000, 28, 28, 1) and 0.0 <= float(x.numpy().min()) < float(x.numpy().max()) <= 1.0
+    x = x.numpy()
+    assert x.shape == (1000, 28, 28, 1) and 0.0 <= x.min() < x.max() <= 1.0
     assert set(np.unique(y.numpy())) <= set(range(10)) and len(np.unique(y.numpy())) == 10
     assert y.numpy()[0] == 9  # the first test image of Fashion-MNIST is an ankle boot
 
@@ -180,6 +182,8 @@ def test_validation_is_the_end_of_train(tmp_path, monkeypatch):
     x_val, _ = collect(data.load("mnist", "validation", validation_fraction=0.25, shuffle=False))
     assert len(y_train) == 15 and len(x_val) == 5
     np.testing.assert_allclose(x_val[..., 0], arrays["train"][0][15:] / 255.0, atol=1e-6)
+    with pytest.raises(DataError, match="holds out no example of the 20"):
+        data.load("mnist", "validation", validation_fraction=0.01)
 
 
 def _is_shift(aug, orig, pad, allow_flip):
@@ -284,3 +288,12 @@ def test_calibration_batches_are_fixed(tmp_path, monkeypatch):
     assert len(data.calibration_batches(ds, 100)) == 5
     with pytest.raises(DataError, match="n=0"):
         data.calibration_batches(ds, 0)
+
+
+def test_manual_download_error_is_a_data_error(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("Manual directory /x/downloads/manual does not exist or is empty.")
+
+    monkeypatch.setattr(tfds, "load", fail)
+    with pytest.raises(DataError, match="place the archives tensorflow-datasets asks for"):
+        data.load("imagenet2012", "test")
