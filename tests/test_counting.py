@@ -50,6 +50,15 @@ def test_grouped_conv_and_conv1d_conv3d():
     assert count(single(L.Conv3D(2, 2, use_bias=False), (3, 4, 5, 1))).macs == (2 * 3 * 4) * 8 * 2
 
 
+def test_channels_first_and_multiple_inputs():
+    conv = L.Conv2D(4, 3, data_format="channels_first", use_bias=False)
+    assert count(single(conv, (2, 6, 5))).macs == 4 * 3 * (3 * 3 * 2) * 4  # output (4, 4, 3)
+    a, b = keras.Input((None, None, 3)), keras.Input((None, None, 3))
+    two = keras.Model([a, b], L.Conv2D(2, 1, use_bias=False)(L.Add()([a, b])))
+    c = count(two, input_shape=[(4, 5, 3), (4, 5, 3)])
+    assert (c.macs, c.ops) == (4 * 5 * 3 * 2, 4 * 5 * 3)
+
+
 def test_depthwise_conv2d_with_depth_multiplier_2():
     c = count(single(L.DepthwiseConv2D(3, depth_multiplier=2, padding="same", name="dw"), (8, 8, 4)))
     r = row(c, "dw")
@@ -319,3 +328,22 @@ def test_keras_resnet50_at_224():
     c15 = count(v15_model)
     assert c15.macs == 3_857_973_248 + 3 * (3 * 25_690_112)
     assert abs(c15.macs - 4.1e9) / 4.1e9 < 0.01
+
+
+def test_level_pruned_model_dense_vs_effective():
+    import kprune
+
+    model = models.get("lenet300_100", input_shape=(28, 28, 1))
+    recipe = {"prune": {"criterion": "level", "config_list": [{"op_types": ["Dense"], "sparsity": 0.9}]}}
+    wrapped = kprune.wrap(model, recipe)
+    kprune.Pruner(wrapped).prune_now()
+    dense, pruned, stripped = count(model), count(wrapped), count(kprune.strip(wrapped))
+    assert pruned.params == dense.params == stripped.params == 266_610
+    assert pruned.macs == dense.macs == 266_200  # 784*300 + 300*100 + 100*10
+    # 90 % of every kernel is zero, so about 10 % of the MACs remain (rounding per layer).
+    assert abs(pruned.effective_macs / pruned.macs - 0.10) < 0.002
+    for r in pruned.per_layer:
+        if r.macs:
+            kernel = wrapped.get_layer(r.name).layer.kernel
+            assert r.effective_macs == int(np.count_nonzero(kernel.numpy()))  # 1 position
+    assert (stripped.effective_macs, stripped.nonzero_params) == (pruned.effective_macs, pruned.nonzero_params)
