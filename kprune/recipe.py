@@ -67,7 +67,6 @@ TRAIN = S.Section({
     "optimizer": F("dict", {}, section=OPTIMIZER),
     "lr_schedule": F("str", "constant", choices=("constant", "cosine", "step")),
     "weight_decay": F("float", 0.0, low=0.0, doc="L2 penalty on kernels"),
-    "label_smoothing": F("float", 0.0, low=0.0, high=1.0, high_open=True),
 }, doc="training settings")
 
 MODEL = S.Section({

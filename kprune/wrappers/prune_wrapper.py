@@ -138,9 +138,6 @@ class PruneWrapper(keras.layers.Wrapper):
     def compute_output_shape(self, input_shape):
         return self.layer.compute_output_shape(input_shape)
 
-    def compute_output_spec(self, *args, **kwargs):
-        return self.layer.compute_output_spec(*args, **kwargs)
-
     def get_config(self):
         config = super().get_config()
         config.update({"spec": self.spec, "plan": self.plan, "soft": self.soft})

@@ -57,13 +57,24 @@ def _clone(model, make):
                   for t in model.inputs]
         inputs = inputs[0] if len(inputs) == 1 and not isinstance(model.input, (list, dict)) else inputs
     try:
-        clone = keras.models.clone_model(model, input_tensors=inputs, clone_function=fn, recursive=True)
+        clone = keras.models.clone_model(model, input_tensors=inputs, clone_function=fn,
+                                         call_function=None if inputs is None else _call, recursive=True)
     except Exception as e:  # noqa: BLE001 - re-raised with context
         raise UnsupportedLayerError(f"kprune could not rebuild model `{model.name}` layer by layer: "
                                     f"{type(e).__name__}: {e}") from e
     for old, new in pairs:
         _copy_weights(old, new)
     return clone
+
+
+def _call(layer, *args, **kwargs):
+    # a node recorded for one layer class may carry kwargs (e.g. mask=None) that its
+    # replacement (wrapper <-> inner layer) does not accept
+    if "mask" in kwargs and not getattr(layer, "_call_has_mask_arg", False):
+        kwargs.pop("mask")
+    if "training" in kwargs and not getattr(layer, "_call_has_training_arg", False):
+        kwargs.pop("training")
+    return layer(*args, **kwargs)
 
 
 def _copy_weights(old, new):

@@ -1,0 +1,185 @@
+"""``kprune-cli``: a thin shell over the library (parse → call → print)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+
+import click
+
+EPILOG = """\b
+Examples:
+  kprune-cli prune recipes/quickstart.yaml --out runs/quickstart
+  kprune-cli prune recipes/resnet18.yaml --set prune.config_list[0].sparsity=0.7 --out runs/r18-70
+  kprune-cli prune recipes/quickstart.yaml --out runs/quickstart --resume
+  kprune-cli count runs/quickstart/model.keras
+  kprune-cli inspect resnet20 --input-shape 32,32,3
+"""
+
+
+class _Group(click.Group):
+    def list_commands(self, ctx):
+        return sorted(self.commands)
+
+
+@click.group(cls=_Group, epilog=EPILOG)
+@click.version_option(package_name="kprune")
+@click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+def cli(verbose):
+    """kprune: prune Keras models, make them smaller and faster, and measure it."""
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
+                        format="%(levelname)s %(name)s: %(message)s")
+
+
+def _fail(e):
+    raise click.ClickException(str(e)) from e
+
+
+@cli.command(epilog=EPILOG)
+@click.argument("recipe", type=click.Path(exists=True, dir_okay=False))
+@click.option("--out", "out_dir", default=None, type=click.Path(file_okay=False),
+              help="Output folder (default: runs/<recipe name>).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+              help="Override a recipe value, e.g. --set train.epochs=3 (repeatable; values are YAML).")
+@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out from its checkpoints.")
+@click.option("--quiet", is_flag=True, help="No per-epoch lines.")
+def prune(recipe, out_dir, overrides, resume, quiet):
+    """Run a recipe: train or load → prune → fine-tune → compact → count → export → benchmark.
+
+    Writes result.json (NNI's schema + latency, size, sparsity), model.keras, model.tflite,
+    log.jsonl and checkpoints into --out.
+    """
+    from kprune import pipeline
+    from kprune.errors import KPruneError
+    from kprune.recipe import Recipe
+
+    try:
+        r = Recipe.from_yaml(recipe, overrides=overrides)
+        out_dir = out_dir or os.path.join("runs", os.path.splitext(os.path.basename(recipe))[0])
+        result = pipeline.run(r, out_dir, resume=resume, verbose=0 if quiet else 1)
+    except KPruneError as e:
+        _fail(e)
+    click.echo(format_result(result))
+    click.echo(f"\nwrote {os.path.join(out_dir, 'result.json')}")
+
+
+def format_result(result: dict) -> str:
+    """The deployment report: dense vs pruned with ratios."""
+    rows = [("test accuracy (Keras)", result["performance"]["original"], result["performance"]["finetuned"])]
+    exp = result.get("export") or {}
+    if "tflite_accuracy" in exp:
+        rows.append(("test accuracy (TFLite)", exp["tflite_accuracy"]["original"], exp["tflite_accuracy"]["speedup"]))
+    rows += [("params", result["params"]["original"], result["params"]["speedup"]),
+             ("params (nonzero)", result["params"]["original"], result["params"]["nonzero"]),
+             ("MACs", result["macs"]["original"], result["macs"]["speedup"]),
+             ("MACs (effective)", result["macs"]["original"], result["macs"]["effective"]),
+             ("FLOPs (= 2 x MACs)", result["flops"]["original"], result["flops"]["speedup"])]
+    if "tflite_bytes" in exp:
+        rows.append(("TFLite file bytes", exp["tflite_bytes"]["original"], exp["tflite_bytes"]["speedup"]))
+    for t, lat in (exp.get("latency_ms") or {}).items():
+        rows.append((f"latency ms, {t} thread(s), median", lat["original"], lat["speedup"]))
+    lines = [f"{'':38s} {'dense':>14s} {'pruned':>14s} {'pruned/dense':>13s}"]
+    for name, a, b in rows:
+        ratio = f"{b / a:13.3f}" if isinstance(a, (int, float)) and a and b is not None else " " * 13
+        fa = f"{a:14.4f}" if isinstance(a, float) else f"{a:14,}" if a is not None else f"{'-':>14s}"
+        fb = f"{b:14.4f}" if isinstance(b, float) else f"{b:14,}" if b is not None else f"{'-':>14s}"
+        lines.append(f"{name:38s} {fa} {fb} {ratio}")
+    if result["performance"].get("pruned") is not None:
+        lines.append(f"{'accuracy right after pruning':38s} {result['performance']['pruned']:29.4f}")
+    if "error" in exp:
+        lines.append(f"export failed: {exp['error']}")
+    return "\n".join(lines)
+
+
+def _load_model(spec, input_shape, num_classes):
+    from kprune import models
+    if spec.endswith(".keras"):
+        return models.get(spec)
+    shape = tuple(int(s) for s in input_shape.split(",")) if input_shape else (32, 32, 3)
+    return models.get(spec, input_shape=shape, num_classes=num_classes)
+
+
+_MODEL_OPTS = [
+    click.argument("model"),
+    click.option("--input-shape", default=None, help="For zoo/applications names: H,W,C (default 32,32,3)."),
+    click.option("--num-classes", default=10, show_default=True, type=int),
+]
+
+
+def _model_options(f):
+    for opt in reversed(_MODEL_OPTS):
+        f = opt(f)
+    return f
+
+
+@cli.command(epilog=EPILOG)
+@_model_options
+@click.option("--per-layer", is_flag=True, help="Print one row per layer.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def count(model, input_shape, num_classes, per_layer, as_json):
+    """Count params, MACs and FLOPs (= 2 x MACs) of MODEL (.keras file or zoo/applications name)."""
+    from kprune import counting
+    from kprune.errors import KPruneError
+    try:
+        c = counting.count(_load_model(model, input_shape, num_classes))
+    except KPruneError as e:
+        _fail(e)
+    if as_json:
+        click.echo(json.dumps(c.to_dict(), indent=2, default=str))
+        return
+    if per_layer:
+        click.echo(f"{'layer':40s} {'type':22s} {'params':>12s} {'MACs':>15s}")
+        for row in c.per_layer:
+            click.echo(f"{row.name:40s} {row.class_name:22s} {row.params:12,} {row.macs:15,}")
+    click.echo(f"params {c.params:,}  nonzero {c.nonzero_params:,}  MACs {c.macs:,}  FLOPs {c.flops:,}  "
+               f"effective MACs {c.effective_macs:,}")
+
+
+@cli.command(epilog=EPILOG)
+@_model_options
+def inspect(model, input_shape, num_classes):
+    """Show MODEL's prunable layers (shape, MACs) and its channel groups."""
+    from kprune import counting, graph
+    from kprune.errors import KPruneError
+    from kprune.selectors import layer_type
+    from kprune.wrappers.prune_wrapper import PRUNABLE_TYPES
+    try:
+        m = _load_model(model, input_shape, num_classes)
+        c = counting.count(m)
+        gs = graph.groups(m)
+    except KPruneError as e:
+        _fail(e)
+    macs = {}
+    for row in c.per_layer:
+        macs[row.name] = macs.get(row.name, 0) + row.macs
+    click.echo(f"model {m.name}: params {c.params:,}, MACs {c.macs:,}\n")
+    click.echo("prunable layers:")
+    click.echo(f"  {'layer':40s} {'type':18s} {'kernel shape':22s} {'MACs':>14s}")
+    from kprune.selectors import flatten_layers
+    for layer in flatten_layers(m):
+        if layer_type(layer) in PRUNABLE_TYPES:
+            k = getattr(getattr(layer, "layer", layer), "kernel", None)
+            shape = str(tuple(k.shape)) if k is not None else "-"
+            click.echo(f"  {layer.name:40s} {layer_type(layer):18s} {shape:22s} {macs.get(layer.name, 0):14,}")
+    click.echo(f"\nchannel groups: {len(gs)} ({sum(g.prunable for g in gs)} prunable)")
+    for g in gs:
+        prods = sorted({mm.layer.name for mm in g.members if mm.role == "producer"})
+        others = sorted({mm.layer.name for mm in g.members if mm.role != "producer"})
+        status = "prunable" if g.prunable else f"not prunable: {g.reason}"
+        click.echo(f"  #{g.id:<3d} {g.size:5d} ch  producers={prods}  coupled={others[:6]}"
+                   f"{' ...' if len(others) > 6 else ''}  [{status}]")
+
+
+def main(argv=None):
+    """Console entry point."""
+    try:
+        cli.main(args=argv, prog_name="kprune-cli", standalone_mode=True)
+    except KeyboardInterrupt:
+        click.echo("interrupted; rerun with --resume to continue", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

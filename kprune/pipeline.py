@@ -1,0 +1,251 @@
+"""The whole experiment of a recipe: train or load → prune → fine-tune → compact → count → export.
+
+``run(recipe, out_dir)`` writes into ``out_dir``:
+
+* ``result.json`` — NNI's comparison schema (``performance.original/pruned/finetuned``,
+  ``params.original/speedup``, ``flops.original/speedup``) plus MACs, per-layer sparsity,
+  latency, TFLite size and accuracy, seed and timings;
+* ``dense.keras`` (the trained dense model), ``model.keras`` (the pruned, compacted model),
+  ``model.tflite`` and ``dense.tflite``;
+* ``log.jsonl`` — one line per epoch and stage;
+* ``state.json`` and ``ckpt/`` — checkpoints after every stage and every epoch; with
+  ``resume=True`` a run continues where it stopped.
+
+Every file is written atomically. Each epoch reads a dataset shuffled with ``seed + epoch``,
+so a resumed run sees the same batches as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import platform
+import time
+
+import keras
+
+from kprune.io import append_jsonl, atomic_write_json, save_model_atomic
+from kprune.recipe import Recipe
+
+log = logging.getLogger("kprune")
+
+STAGES = ("train", "prune", "finetune", "compact", "export")
+
+
+class Run:
+    """State of one pipeline run in ``out_dir`` (see the module docstring)."""
+
+    def __init__(self, recipe: Recipe, out_dir: str, resume: bool = False, verbose: int = 1):
+        self.recipe = recipe
+        self.out = os.fspath(out_dir)
+        self.verbose = verbose
+        os.makedirs(os.path.join(self.out, "ckpt"), exist_ok=True)
+        self.state_path = os.path.join(self.out, "state.json")
+        self.state = {"stages": {}, "recipe": recipe.to_dict()}
+        if resume and os.path.exists(self.state_path):
+            import json
+            with open(self.state_path, encoding="utf-8") as f:
+                self.state = json.load(f)
+            if self.state.get("recipe") != recipe.to_dict():
+                from kprune.errors import KPruneError
+                raise KPruneError(f"--resume: the recipe differs from the one that started {self.out}. "
+                                  "Use the same recipe and --set overrides, or a new --out folder.")
+        elif not resume and os.path.exists(os.path.join(self.out, "result.json")):
+            log.warning("%s already holds a result; it will be overwritten (use --resume to continue)", self.out)
+        self.seed = recipe.seed
+
+    # -- bookkeeping ------------------------------------------------------------------------------
+    def done(self, stage: str) -> bool:
+        return self.state["stages"].get(stage, {}).get("done", False)
+
+    def mark(self, stage: str, **info):
+        entry = self.state["stages"].setdefault(stage, {})
+        entry.update(info)
+        atomic_write_json(self.state_path, self.state)
+
+    def event(self, **record):
+        record = {"time": round(time.time(), 3), **record}
+        append_jsonl(os.path.join(self.out, "log.jsonl"), record)
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.out, name)
+
+    # -- data and model ---------------------------------------------------------------------------
+    def dataset(self, split: str, epoch: int = 0):
+        from kprune import data
+        d = self.recipe.data
+        train = split == "train"
+        return data.load(d["name"], split=split, batch_size=d["batch_size"],
+                         augment=d["augment"] if train else "none", shuffle=train,
+                         seed=self.seed + epoch, data_dir=d["data_dir"],
+                         take=d["take"] if train else d["test_take"])
+
+    def build_model(self):
+        from kprune import data, models
+        m = self.recipe.model
+        if m["name"].endswith(".keras"):
+            return models.get(m["name"])
+        info = data.info(self.recipe.data["name"])
+        shape = tuple(m["input_shape"]) if m["input_shape"] else tuple(info.input_shape)
+        classes = m["num_classes"] or info.num_classes
+        return models.get(m["name"], input_shape=shape, num_classes=classes, width=m["width"])
+
+
+def _fit_epochs(run: Run, model, section: str, cfg: dict, callbacks=(), make_model=None):
+    """Trains epoch by epoch with a checkpoint after each; resumes from the last one."""
+    from kprune import training
+    epochs = cfg["epochs"]
+    ckpt = run.path(f"ckpt/{section}.keras")
+    info = run.state["stages"].get(section, {})
+    start = info.get("epoch", 0)
+    if start and os.path.exists(ckpt):
+        model = keras.saving.load_model(ckpt)
+        log.info("resuming %s at epoch %d", section, start)
+    steps = cfg["steps_per_epoch"] or training.steps_in(run.dataset("train"))
+    if getattr(model, "optimizer", None) is None or not start:
+        training.compile_model(model, cfg, steps, epochs)
+    test = run.dataset("test")
+    for epoch in range(start, epochs):
+        t0 = time.time()
+        hist = model.fit(run.dataset("train", epoch=epoch), initial_epoch=epoch, epochs=epoch + 1,
+                         steps_per_epoch=cfg["steps_per_epoch"], callbacks=list(callbacks),
+                         verbose=2 if run.verbose else 0)
+        acc = training.accuracy(model, test)
+        metrics = {k: float(v[-1]) for k, v in hist.history.items() if not k.startswith("sparsity/")}
+        run.event(stage=section, epoch=epoch + 1, test_accuracy=acc, seconds=round(time.time() - t0, 2), **metrics)
+        save_model_atomic(model, ckpt)
+        run.mark(section, epoch=epoch + 1, test_accuracy=acc)
+    return model
+
+
+def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -> dict:
+    """Runs a recipe's whole pipeline and returns the result dict (also in ``result.json``).
+
+    Args:
+        recipe: a :class:`kprune.Recipe`, dict or YAML path.
+        out_dir: output folder (created).
+        overrides: ``key.path=value`` strings applied to the recipe.
+        resume: continue a run interrupted in ``out_dir`` (default False).
+        verbose: 0 silences Keras' per-epoch lines.
+
+    Example:
+        >>> result = kprune.pipeline.run("recipes/quickstart.yaml", "runs/quickstart")
+    """
+    import kprune
+    from kprune import counting, training
+    from kprune.pruner import Pruner
+
+    recipe = Recipe.coerce(recipe)
+    if overrides:
+        recipe = recipe.with_overrides(overrides)
+    r = Run(recipe, out_dir, resume=resume, verbose=verbose)
+    keras.utils.set_random_seed(recipe.seed)
+    t_start = time.time()
+    test = r.dataset("test")
+
+    # 1. train (or load) the dense model
+    if r.done("train"):
+        dense = keras.saving.load_model(r.path("dense.keras"))
+    else:
+        dense = r.build_model()
+        if recipe.train["epochs"] > 0:
+            dense = _fit_epochs(r, dense, "train", recipe.train)
+        save_model_atomic(dense, r.path("dense.keras"))
+        r.mark("train", done=True, test_accuracy=training.accuracy(dense, test))
+    original_acc = r.state["stages"]["train"]["test_accuracy"]
+
+    # 2. prune (wrap, and apply one-shot masks now)
+    schedule = recipe.prune["schedule"]["name"]
+    if r.done("prune"):
+        pruned = keras.saving.load_model(r.path("ckpt/pruned.keras"))
+    else:
+        pruned = kprune.wrap(dense, recipe)
+        if schedule == "oneshot":
+            Pruner(pruned).prune_now()
+        pruned_acc = training.accuracy(pruned, test) if schedule == "oneshot" else None
+        save_model_atomic(pruned, r.path("ckpt/pruned.keras"))
+        r.mark("prune", done=True, test_accuracy=pruned_acc)
+        r.event(stage="prune", test_accuracy=pruned_acc, sparsity=kprune.sparsity(pruned)["total"])
+
+    # 3. fine-tune (gradual schedules prune here)
+    if r.done("finetune"):
+        pruned = keras.saving.load_model(r.path("ckpt/finetuned.keras"))
+    else:
+        if recipe.finetune["epochs"] > 0:
+            pruned = _fit_epochs(r, pruned, "finetune", recipe.finetune, callbacks=[kprune.PruningCallback()])
+        elif schedule != "oneshot":
+            log.warning("schedule `%s` prunes during fine-tuning, but finetune.epochs is 0: nothing pruned",
+                        schedule)
+        save_model_atomic(pruned, r.path("ckpt/finetuned.keras"))
+        r.mark("finetune", done=True, test_accuracy=training.accuracy(pruned, test))
+    finetuned_acc = r.state["stages"]["finetune"]["test_accuracy"]
+
+    # 4. compact (filters removed) or strip (fine-grained), then count
+    if r.done("compact"):
+        final = keras.saving.load_model(r.path("model.keras"))
+    else:
+        structured = any(w.spec and w.spec["granularity"] != "weight" for w in kprune.wrappers.find_wrappers(pruned))
+        final = kprune.compact(pruned) if structured else kprune.strip(pruned)
+        save_model_atomic(final, r.path("model.keras"))
+        r.mark("compact", done=True, test_accuracy=training.accuracy(final, test),
+               method="compact" if structured else "strip")
+    c0, c1 = counting.count(dense), counting.count(final)
+    sparsity = kprune.sparsity(pruned)
+
+    result = {
+        "name": recipe.name,
+        "model": recipe.model["name"], "dataset": recipe.data["name"],
+        "criterion": recipe.prune["criterion"], "granularity": recipe.prune["granularity"],
+        "schedule": schedule, "seed": recipe.seed,
+        "performance": {"original": original_acc, "pruned": r.state["stages"]["prune"]["test_accuracy"],
+                        "speedup": r.state["stages"]["compact"]["test_accuracy"], "finetuned": finetuned_acc},
+        "params": {"original": c0.params, "speedup": c1.params, "nonzero": c1.nonzero_params},
+        "flops": {"original": c0.flops, "speedup": c1.flops, "effective": c1.effective_flops},
+        "macs": {"original": c0.macs, "speedup": c1.macs, "effective": c1.effective_macs},
+        "sparsity": sparsity,
+        "compact_method": r.state["stages"]["compact"]["method"],
+    }
+
+    # 5. export and benchmark
+    if recipe.export["enabled"]:
+        if not r.done("export"):
+            r.mark("export", done=True, **_export(r, dense, final, test))
+        result["export"] = {k: v for k, v in r.state["stages"]["export"].items() if k != "done"}
+        result["latency_ms"] = result["export"].get("latency_ms")
+        result["tflite_bytes"] = result["export"].get("tflite_bytes")
+    result["machine"] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
+                         "cpus": os.cpu_count()}
+    result["seconds"] = round(time.time() - t_start, 1)
+    atomic_write_json(r.path("result.json"), result)
+    r.event(stage="done", result=result)
+    return result
+
+
+def _export(r: Run, dense, final, test) -> dict:
+    from kprune.export.benchmark import compare
+    from kprune.export.evaluate import evaluate_tflite
+    from kprune.export.tflite import to_tflite
+
+    cfg = r.recipe.export
+    quant = cfg["quantize"]
+    rep = r.dataset("train") if quant == "int8" else None
+    out = {"quantize": quant}
+    try:
+        d = to_tflite(dense, r.path("dense.tflite"), quantize=quant, representative_data=rep)
+        p = to_tflite(final, r.path("model.tflite"), quantize=quant, representative_data=rep)
+    except Exception as e:  # noqa: BLE001 - recorded, the run's other results are kept
+        log.error("TFLite export failed: %s", e)
+        return {"error": f"{type(e).__name__}: {e}"}
+    out["tflite_bytes"] = {"original": d.bytes, "speedup": p.bytes}
+    out["tflite_accuracy"] = {"original": evaluate_tflite(d.path, test),
+                              "speedup": evaluate_tflite(p.path, test)}
+    bench = cfg["benchmark"]
+    lat = {}
+    for threads in bench["threads"]:
+        cmp = compare(d.path, p.path, threads=threads, runs=bench["runs"], warmup=bench["warmup"])
+        lat[str(threads)] = {"original": cmp.a.median_ms, "speedup": cmp.b.median_ms,
+                             "ratio": cmp.a.median_ms / cmp.b.median_ms if cmp.b.median_ms else None}
+    out["latency_ms"] = lat
+    out["benchmark"] = {"runs": bench["runs"], "warmup": bench["warmup"], "threads": bench["threads"],
+                        "backend": "litert-host", "statistic": "median"}
+    return out
