@@ -211,7 +211,8 @@ def _elementwise(state, call, infos, fn_call, what) -> list[TInfo]:
 def _producer(state, layer, n, kernel_axis, activation=None, bias="bias", kernel="kernel"):
     labels = state.fresh(n, producer=True)
     state.touch(labels, layer, kernel, kernel_axis, "producer")
-    if bias and getattr(layer, "use_bias", True) and getattr(layer, bias, None) is not None:
+    inner = unwrap(layer)
+    if bias and getattr(inner, "use_bias", True) and getattr(inner, bias, None) is not None:
         state.touch(labels, layer, bias, 0, "producer")
     zero = np.full(n, _act_zero(activation))
     return TInfo(labels, zero)
