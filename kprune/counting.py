@@ -18,6 +18,9 @@ The convention (also in ``docs/counting.md``):
   - ``SimpleRNN/LSTM/GRU``: timesteps, for the input and the recurrent kernel
     (``Bidirectional`` counts both directions; ``TimeDistributed`` multiplies its inner
     layer by the time steps).
+  - ``MultiHeadAttention``: its four projections (query/output: query positions;
+    key/value: key/value positions) plus the weightless ``heads x Tq x Tk x key_dim``
+    scores and ``heads x Tq x Tv x value_dim`` context products.
 
   Bias additions are not MACs (they are the accumulator's initial value).
   **FLOPs = 2 x MACs**, always.
@@ -28,7 +31,8 @@ The convention (also in ``docs/counting.md``):
   variance sum, rsqrt-multiply, scale, shift); Rescaling and Normalization 2; pooling
   ``prod(pool_size)`` per output element; global pooling 1 per input element;
   Add/Subtract/Multiply/Maximum/Minimum ``n_inputs - 1``, Average ``n_inputs``;
-  activation layers (ReLU, Activation, Softmax, ...) 1. Reshape, Flatten, Dropout,
+  activation layers (ReLU, Activation, Softmax, ...) 1; MultiHeadAttention 1 per score
+  (softmax) and per query element (scaling), plus its bias adds. Reshape, Flatten, Dropout,
   padding, cropping, Concatenate, upsampling and input layers are 0. Layers that have
   weights but no formula here get 0 MACs and 0 ops and their class names are listed in
   :attr:`Counts.uncounted`, so nothing is dropped silently.
@@ -160,7 +164,7 @@ class _Counter:
         if isinstance(layer, L.Wrapper) and not isinstance(layer, L.TimeDistributed):
             inner = layer.layer
             weights = list(inner.weights)
-        in_shapes = rules.shapes((args, kwargs))
+        in_shapes = rules.input_shapes(inner, args, kwargs)
         out_shapes = rules.shapes(outputs)
         macs, eff, ops = self.layer_macs(inner, in_shapes, out_shapes)
         self.nni += rules.nni(inner, macs, in_shapes, out_shapes)

@@ -84,7 +84,37 @@ def terms(layer, in_shapes, out_shapes):
     if isinstance(layer, RNN):
         steps = prod([inp[1]], layer, "time")
         return [(layer.cell.kernel, None, steps), (layer.cell.recurrent_kernel, None, steps)]
+    if isinstance(layer, L.MultiHeadAttention):
+        return _attention_terms(layer, in_shapes)
     return None
+
+
+def input_shapes(layer, args, kwargs):
+    """Input shapes of one call; ``[query, value, key]`` for MultiHeadAttention."""
+    if isinstance(layer, L.MultiHeadAttention):
+        named = dict(zip(("query", "value", "key"), args))
+        named.update({k: v for k, v in kwargs.items() if k in ("query", "value", "key")})
+        if named.get("key") is None:
+            named["key"] = named["value"]
+        return [tuple(named[k].shape) for k in ("query", "value", "key")]
+    return shapes((args, kwargs))
+
+
+def _attention_terms(layer, in_shapes):
+    """Projections, scores (Q·K) and context (scores·V) of MultiHeadAttention.
+
+    Positions are all axes between batch and features (the default ``attention_axes``).
+    """
+    q, v, k = (prod(s[1:-1], layer, "sequence") for s in in_shapes)
+    heads, key_dim, value_dim = layer.num_heads, layer.key_dim, layer.value_dim
+    return [
+        (layer.query_dense.kernel, None, q),
+        (layer.key_dense.kernel, None, k),
+        (layer.value_dense.kernel, None, v),
+        (None, heads * q * k * key_dim, 1),
+        (None, heads * q * v * value_dim, 1),
+        (layer.output_dense.kernel, None, q),
+    ]
 
 
 def _einsum_uses(layer, out_shape):
@@ -114,12 +144,21 @@ def nni(layer, macs, in_shapes, out_shapes):
 
 def ops(layer, in_shapes, out_shapes):
     """Non-MAC arithmetic operations of one call (see the module docstring)."""
+    if isinstance(layer, L.MultiHeadAttention):
+        out_shapes = out_shapes[:1]  # not the optional attention scores
     out_elems = sum(prod(s[1:], layer, "output") for s in out_shapes)
     if isinstance(layer, _CONV + _CONV_T + _DEPTHWISE + _SEPARABLE + (L.Dense, L.EinsumDense)):
         n = out_elems if getattr(layer, "bias", None) is not None else 0
         act = getattr(layer, "activation", None)
         if act is not None and act is not keras.activations.linear:
             n += out_elems
+        return n
+    if isinstance(layer, L.MultiHeadAttention):
+        q, v, k = (prod(s[1:-1], layer, "sequence") for s in in_shapes)
+        heads, key_dim, value_dim = layer.num_heads, layer.key_dim, layer.value_dim
+        n = heads * q * k + q * heads * key_dim  # softmax over scores, query scaling
+        if layer.query_dense.bias is not None:
+            n += heads * (q * key_dim + k * key_dim + v * value_dim) + prod(out_shapes[0][1:], layer, "output")
         return n
     if isinstance(layer, L.BatchNormalization) or isinstance(layer, AFFINE):
         return 2 * out_elems

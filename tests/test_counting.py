@@ -107,6 +107,17 @@ def test_recurrent_layers():
     assert td.macs == 4 * 5 * 3
 
 
+def test_multi_head_attention():
+    query, value = keras.Input((5, 8)), keras.Input((7, 6))
+    mha = L.MultiHeadAttention(num_heads=2, key_dim=4, value_dim=3, name="mha")
+    c = count(keras.Model([query, value], mha(query, value)))
+    projections = 5 * 8 * 2 * 4 + 7 * 6 * 2 * 4 + 7 * 6 * 2 * 3 + 5 * 2 * 3 * 8
+    scores, context = 2 * 5 * 7 * 4, 2 * 5 * 7 * 3
+    assert c.macs == projections + scores + context == 1638
+    assert c.ops == 2 * 5 * 7 + 5 * 2 * 4 + 2 * (5 * 4 + 7 * 4 + 7 * 3) + 5 * 8
+    assert c.params == mha.count_params() and c.uncounted == ()
+
+
 def test_elementwise_conventions():
     inputs = keras.Input((4, 4, 3))
     b = L.BatchNormalization(name="bn")(inputs)
