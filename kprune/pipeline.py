@@ -108,7 +108,7 @@ def _fit_epochs(run: Run, model, section: str, cfg: dict, callbacks=(), make_mod
     for epoch in range(start, epochs):
         t0 = time.time()
         hist = model.fit(run.dataset("train", epoch=epoch), initial_epoch=epoch, epochs=epoch + 1,
-                         steps_per_epoch=cfg["steps_per_epoch"], callbacks=list(callbacks),
+                         steps_per_epoch=cfg["steps_per_epoch"], callbacks=list(callbacks), shuffle=False,
                          verbose=2 if run.verbose else 0)
         acc = training.accuracy(model, test)
         metrics = {k: float(v[-1]) for k, v in hist.history.items() if not k.startswith("sparsity/")}
