@@ -42,7 +42,8 @@ The convention (also in ``docs/counting.md``):
 * **Effective** counts are for masked (fine-grained pruned) models: ``nonzero_params``
   counts weight entries different from 0; ``effective_macs`` is
   ``nonzero(kernel) x uses`` summed over the same kernels, which is exact for every
-  layer above (a zero weight never contributes a product).
+  layer above (a zero weight never contributes a product); weightless products (``Dot``,
+  attention scores and context) always count.
 
 Wrapped layers (``keras.layers.Wrapper`` with ``.layer``, e.g. kprune's ``PruneWrapper``)
 count as their inner layer: the wrapper's own variables (masks ``*_mask``, the pruning
