@@ -66,11 +66,11 @@ TRAIN = S.Section({
     "steps_per_epoch": F("int", None, low=1, nullable=True, doc="cap on steps per epoch"),
     "optimizer": F("dict", {}, section=OPTIMIZER),
     "lr_schedule": F("str", "constant", choices=("constant", "cosine", "step")),
-    "weight_decay": F("float", 0.0, low=0.0, doc="L2 penalty on kernels"),
+    "weight_decay": F("float", 0.0, low=0.0, doc="decoupled weight decay (the Keras optimizer's weight_decay)"),
 }, doc="training settings")
 
 MODEL = S.Section({
-    "name": F("str", "lenet300_100", doc="zoo name | keras.applications name | path.keras"),
+    "name": F("str", "lenet300_100", doc="zoo name, keras.applications name, or a path ending in .keras"),
     "input_shape": F("list", None, item=F("int", low=1), nullable=True),
     "num_classes": F("int", None, low=2, nullable=True),
     "width": F("float", 1.0, low=0.0, doc="channel width multiplier for zoo models",
@@ -103,7 +103,7 @@ CONFIG_ENTRY = S.Section({
 
 PRUNE = S.Section({
     "criterion": F("str", "level", doc="importance criterion", check=_registry_check("criterion")),
-    "granularity": F("str", "weight", check=_granularity_check, doc="weight | filter | channel"),
+    "granularity": F("str", "weight", check=_granularity_check, doc="what a pruned unit is"),
     "scope": F("str", "layerwise", choices=("layerwise", "global")),
     "dependency_aware": F("bool", True, doc="prune coupled channels together (filter granularity)"),
     "aggregate": F("str", "sum", choices=("sum", "mean", "max"),

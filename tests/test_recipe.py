@@ -108,3 +108,21 @@ def test_coerce_and_roundtrip(tmp_path):
     with pytest.raises(RecipeError):
         Recipe.coerce(42)
     assert kprune.Recipe is Recipe
+
+
+def test_recipes_readme_documents_every_key():
+    from kprune import recipe as R, schema as S
+    text = open("recipes/README.md", encoding="utf-8").read()
+
+    def walk(sec, prefix):
+        for k, f in sec.fields.items():
+            p = f"{prefix}.{k}" if prefix else k
+            if f.kind == "dict" and f.section is not None:
+                yield from walk(f.section, p)
+                continue
+            yield p
+            if f.kind == "list" and f.item is not None and f.item.section is not None:
+                yield from walk(f.item.section, p + "[i]")
+
+    missing = [p for p in walk(R.ROOT, "") if f"`{p}`" not in text]
+    assert not missing, f"recipes/README.md does not document: {missing}"
