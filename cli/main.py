@@ -172,6 +172,13 @@ def inspect(model, input_shape, num_classes):
                    f"{' ...' if len(others) > 6 else ''}  [{status}]")
 
 
+from kprune.cli.bench import bench  # noqa: E402
+from kprune.cli.export_cmd import export  # noqa: E402
+
+cli.add_command(export)
+cli.add_command(bench)
+
+
 def main(argv=None):
     """Console entry point."""
     try:

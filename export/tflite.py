@@ -94,7 +94,7 @@ def to_tflite(
         True
     """
     _validate_arguments(quantize, io_dtype, sparsity, representative_data, calibration_samples)
-    model = _strip_wrappers(model)
+    model = strip_wrappers(model)
     samples = None
     if quantize == "int8":
         samples = representative_samples(representative_data, model, calibration_samples)
@@ -155,9 +155,14 @@ def _is_prune_wrapper(layer) -> bool:
     return isinstance(layer, keras.layers.Wrapper) and bool(getattr(layer, "masks", None))
 
 
-def _strip_wrappers(model):
-    """Returns ``model`` with kprune wrappers removed (via kprune.wrappers.strip)."""
-    if not any(_is_prune_wrapper(layer) for layer in _all_layers(model)):
+def has_prune_wrappers(model) -> bool:
+    """True when ``model`` (or a nested model) contains kprune prune wrappers."""
+    return any(_is_prune_wrapper(layer) for layer in _all_layers(model))
+
+
+def strip_wrappers(model):
+    """Returns ``model`` with kprune wrappers removed (via kprune.wrappers.strip), else itself."""
+    if not has_prune_wrappers(model):
         return model
     try:
         from kprune.wrappers import strip
