@@ -199,8 +199,10 @@ def _elementwise(state, call, infos, fn_call, what) -> list[TInfo]:
         state.union(base, other.labels)
     # Constant operands with a channel axis would need slicing too.
     for value in call.node.arguments.args + tuple(call.node.arguments.kwargs.values()):
-        arr = value if isinstance(value, np.ndarray) else None
-        if arr is not None and arr.ndim >= 1 and arr.shape[-1] > 1:
+        shape = getattr(value, "shape", None)
+        if isinstance(value, keras.KerasTensor) or shape is None:
+            continue
+        if len(shape) >= 1 and shape[-1] is not None and shape[-1] > 1:
             state.block(base, f"constant per-channel operand in {what}")
     zero = _probe(fn_call, call, infos)
     if zero is None:
@@ -211,6 +213,8 @@ def _elementwise(state, call, infos, fn_call, what) -> list[TInfo]:
 def _producer(state, layer, n, kernel_axis, activation=None, bias="bias", kernel="kernel"):
     labels = state.fresh(n, producer=True)
     state.touch(labels, layer, kernel, kernel_axis, "producer")
+    if "softmax" in getattr(activation, "__name__", ""):
+        state.block(labels, f"softmax over the output channels of {_desc(unwrap(layer))}")
     inner = unwrap(layer)
     if bias and getattr(inner, "use_bias", True) and getattr(inner, bias, None) is not None:
         state.touch(labels, layer, bias, 0, "producer")

@@ -229,3 +229,16 @@ def test_wrapped_layers_appear_as_wrappers():
     g = _by_producer(groups(wrapped), "c1")
     assert isinstance(_member(g, "c1", "kernel").layer, kprune.PruneWrapper)
     assert _member(g, "c1", "kernel").variable() is wrapped.get_layer("c1").layer.kernel
+
+
+def test_softmax_producer_and_per_channel_constant_are_unprunable():
+    x = keras.Input((6,))
+    a = L.Dense(4, activation="softmax", name="att")(x)
+    b = L.Dense(3, name="b")(a)
+    c = keras.ops.add(b, np.array([1.0, 2.0, 3.0], "float32"))
+    d = L.Dense(3, name="d")(L.ReLU()(c))
+    e = L.Dense(2, name="e")(keras.ops.multiply(d, 0.5))
+    gs = groups(keras.Model(x, L.Dense(1, name="out")(e)))
+    assert "softmax over the output channels of Dense 'att'" in _by_producer(gs, "att").reason
+    assert "constant per-channel operand" in _by_producer(gs, "b").reason
+    assert _by_producer(gs, "d").prunable  # a scalar constant is fine
