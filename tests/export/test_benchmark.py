@@ -104,3 +104,21 @@ def test_missing_and_invalid_files(tmp_path):
     bad.write_bytes(b"not a flatbuffer")
     with pytest.raises(ExportError, match="not a loadable TFLite model"):
         benchmark(bad)
+
+
+def test_sparse_quantized_model_needs_builtin_kernels(tmp_path):
+    # Found while building this module (LiteRT 2.3): XNNPACK refuses a dynamic-range model
+    # stored with sparse tensors. benchmark says so and how to proceed; the built-in kernels run it.
+    model = small_convnet(filters=(32, 64))
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+            kernel = layer.kernel.numpy()
+            kernel[np.abs(kernel) < np.quantile(np.abs(kernel), 0.9)] = 0.0
+            layer.kernel.assign(kernel)
+    path = to_tflite(model, tmp_path / "sparse_dynamic.tflite", quantize="dynamic", sparsity=True).path
+    try:
+        benchmark(path, runs=2, warmup=0)
+    except ExportError as err:
+        assert "Retry with use_xnnpack=False" in str(err)
+    report = benchmark(path, runs=3, warmup=1, use_xnnpack=False)
+    assert report.min_ms > 0 and report.xnnpack is False
