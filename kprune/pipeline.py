@@ -118,6 +118,16 @@ def _fit_epochs(run: Run, model, section: str, cfg: dict, callbacks=(), make_mod
     return model
 
 
+def _statistics_data(r: Run):
+    """The training set when a criterion of the recipe reads activations or gradients, else None."""
+    from kprune import criteria
+    prune = r.recipe.prune
+    names = {prune["criterion"]} | {e["criterion"] for e in prune["config_list"] if e.get("criterion")}
+    if any({"activations", "gradients"} & set(criteria.get(n).needs) for n in names):
+        return r.dataset("train")
+    return None
+
+
 def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -> dict:
     """Runs a recipe's whole pipeline and returns the result dict (also in ``result.json``).
 
@@ -161,7 +171,7 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
     else:
         pruned = kprune.wrap(dense, recipe)
         if schedule == "oneshot":
-            Pruner(pruned).prune_now()
+            Pruner(pruned, data=_statistics_data(r)).prune_now()
         pruned_acc = training.accuracy(pruned, test) if schedule == "oneshot" else None
         save_model_atomic(pruned, r.path("ckpt/pruned.keras"))
         r.mark("prune", done=True, test_accuracy=pruned_acc)
@@ -172,7 +182,7 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
         pruned = keras.saving.load_model(r.path("ckpt/finetuned.keras"))
     else:
         if recipe.finetune["epochs"] > 0:
-            pruned = _fit_epochs(r, pruned, "finetune", recipe.finetune, callbacks=[kprune.PruningCallback()])
+            pruned = _fit_epochs(r, pruned, "finetune", recipe.finetune, callbacks=[kprune.PruningCallback(data=_statistics_data(r))])
         elif schedule != "oneshot":
             log.warning("schedule `%s` prunes during fine-tuning, but finetune.epochs is 0: nothing pruned",
                         schedule)

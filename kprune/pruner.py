@@ -14,7 +14,9 @@ training loops:
     print(kprune.sparsity(model))
 
 Masked weights stay zero after every optimizer step because each masked variable carries a
-mask constraint (see :mod:`kprune.wrappers.prune_wrapper`).
+mask constraint (see :mod:`kprune.wrappers.prune_wrapper`). Criteria that need activations
+or gradients read them from ``data`` (see :mod:`kprune.statistics`); the granularities are
+described in :mod:`kprune.granularity`.
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ import logging
 
 import numpy as np
 
-from kprune import allocation, criteria, schedules
+from kprune import allocation, criteria, granularity, lottery, schedules
 from kprune.errors import GraphError, KPruneError, RecipeError
-from kprune.wrappers.prune_wrapper import KERNEL_WEIGHTS, PruneWrapper
+from kprune.pruner_units import LayerUnits
+from kprune.wrappers.prune_wrapper import PruneWrapper, weight_attributes
 from kprune.wrappers.wrap import find_wrappers
 
 log = logging.getLogger("kprune")
@@ -33,23 +36,28 @@ log = logging.getLogger("kprune")
 _MAIN_KERNELS = ("kernel", "pointwise_kernel")
 
 
-class Pruner:
+class Pruner(LayerUnits):
     """Computes and applies masks for a wrapped model.
 
     Args:
         model: a model returned by :func:`kprune.wrap` (or loaded from a ``.keras`` file of one).
-        data: optional dataset for criteria that need activations or gradients.
+        data: dataset for criteria that need activations or gradients (default None): a
+            ``tf.data.Dataset`` of ``(x, y)`` batches, any iterable of them, or ``(x, y)`` arrays.
         steps_per_epoch: needed when the schedule is given in epochs (the callback fills it
             from ``model.fit``).
+        loss: loss for gradient criteria (default: the compiled loss, else sparse categorical
+            cross-entropy).
 
     Attributes:
         step: the pruning step (number of training steps seen), saved in the wrappers.
+        round: lottery-ticket rounds done (iterative schedule).
         skipped: ``{layer_name: reason}`` for selected layers that could not be pruned.
     """
 
-    def __init__(self, model, data=None, steps_per_epoch=None):
+    def __init__(self, model, data=None, steps_per_epoch=None, loss=None):
         self.model = model
         self.data = data
+        self.loss = loss
         self.wrappers = find_wrappers(model)
         self.active = [w for w in self.wrappers if w.spec]
         if not self.active:
@@ -62,7 +70,10 @@ class Pruner:
         self._groups = None
         self._by_name = {w.name: w for w in self.wrappers}
         self.step = int(max(int(w.pruning_step.numpy()) for w in self.wrappers))
+        self.round = self.schedule.round_at(self.step) if self.schedule.name == "iterative" else 0
+        self.rewind_weights = None
         self.bind(steps_per_epoch)
+        self.penalties_changed = self.install_penalties()
 
     def bind(self, steps_per_epoch):
         """Sets steps per epoch for epoch-based schedules (no-op for step-based ones)."""
@@ -71,14 +82,32 @@ class Pruner:
             self.schedule.bind(steps_per_epoch)
         return self
 
+    def install_penalties(self) -> int:
+        """Adds the Network Slimming penalty λ·Σ|gamma| for ``slim`` entries (``prune.slim_lambda``).
+
+        Returns the number of gamma variables that changed (a compiled train step must be
+        rebuilt to include them; :class:`kprune.PruningCallback` does that).
+        """
+        from kprune.criteria.slim import install_penalty
+        slim = [w for w in self.active if w.spec["criterion"] == "slim"]
+        if not slim:
+            return 0
+        return install_penalty(self._slim_gammas(slim), float(self.plan.get("slim_lambda", 1e-4)))
+
     # -- stepping -------------------------------------------------------------------------
     def on_step(self) -> bool:
         """Call before each training step: updates masks if the schedule says so, advances the
         step counter. Returns True when masks were updated."""
         updated = False
+        iterative = self.schedule.name == "iterative"
+        if iterative and self.step == self.schedule.rewind_step and self.rewind_weights is None:
+            self.snapshot()
         if self.schedule.updates_at(self.step):
             self.update(self.step)
             updated = True
+            if iterative:
+                self.round = self.schedule.round_at(self.step)
+                self.rewind()
         self.step += 1
         self.active[0].pruning_step.assign(self.step)
         return updated
@@ -93,51 +122,143 @@ class Pruner:
         self.schedule.bind(self.steps_per_epoch or 1)
         self.update(step=None)
 
+    # -- lottery ticket ---------------------------------------------------------------------
+    def snapshot(self):
+        """Stores the current weights as the rewind point (lottery ticket)."""
+        self.rewind_weights = lottery.snapshot(self.model)
+        return self.rewind_weights
+
+    def rewind(self, optimizer="auto"):
+        """Rewinds survivors to the rewind point and resets the optimizer state.
+
+        Args:
+            optimizer: the optimizer to reset (default: ``model.optimizer`` if any; None skips).
+        """
+        if self.rewind_weights is None:
+            raise KPruneError("no rewind point stored: call pruner.snapshot() at the rewind step "
+                              "(kprune.LotteryTicket and the iterative schedule do it for you).")
+        lottery.restore(self.model, self.rewind_weights)
+        for w in self.wrappers:
+            w.apply_masks()
+        opt = getattr(self.model, "optimizer", None) if optimizer == "auto" else optimizer
+        if opt is not None and getattr(opt, "built", False):
+            lottery.reset_optimizer(opt, iterations=self.schedule_rewind_step())
+
+    def schedule_rewind_step(self) -> int:
+        return self.schedule.rewind_step if self.schedule.name == "iterative" else 0
+
+    def next_round(self, optimizer="auto") -> float:
+        """One lottery-ticket round by hand: prune to the next round's target, rewind, reset.
+
+        Returns:
+            The target sparsity reached.
+        """
+        if self.schedule.name != "iterative":
+            raise RecipeError("prune.schedule.name", "next_round() drives lottery-ticket rounds; use "
+                              "schedule: {name: iterative, rounds: R}.", self.schedule.name)
+        if self.round >= self.schedule.rounds:
+            raise KPruneError(f"all {self.schedule.rounds} rounds are done.")
+        if self.rewind_weights is None:
+            self.snapshot()
+        self.round += 1
+        self.update(step=None, round_=self.round)
+        self.rewind(optimizer)
+        return self.targets(round_=self.round)[self.active[0].name]
+
     # -- mask computation -------------------------------------------------------------------
-    def targets(self, step=None) -> dict:
+    def targets(self, step=None, round_=None) -> dict:
         """``{layer_name: target sparsity}`` at ``step`` (final targets when ``step`` is None)."""
+        from kprune.schedules.iterative import round_sparsity
         out = {}
         for w in self.active:
             final = w.spec["sparsity"] if w.spec.get("sparsity") is not None else w.spec["total_sparsity"]
-            out[w.name] = final if step is None else self.schedule.sparsity(step, final)
+            if round_ is not None:
+                out[w.name] = round_sparsity(round_, self.schedule.rounds, final)
+            else:
+                out[w.name] = final if step is None else self.schedule.sparsity(step, final)
         return out
 
-    def update(self, step=None):
+    def update(self, step=None, round_=None):
         """Recomputes every mask for the schedule's target at ``step`` and applies it."""
-        targets = self.targets(step)
+        targets = self.targets(step, round_)
         entries = {}
         for w in self.active:
             entries.setdefault((w.spec["entry"], w.spec["granularity"]), []).append(w)
-        for (entry, granularity), members in sorted(entries.items(), key=lambda kv: kv[0]):
-            crit = criteria.get(members[0].spec["criterion"])
-            if granularity not in crit.granularities:
-                raise RecipeError(f"prune.config_list[{entry}].granularity",
-                                  f"criterion `{crit.name}` supports granularities {list(crit.granularities)}.",
-                                  granularity)
-            if granularity == "weight":
-                self._update_weights(members, crit, targets)
-            elif granularity == "filter":
-                self._update_filters(members, crit, targets)
+        jobs = []
+        for (entry, gran), members in sorted(entries.items(), key=lambda kv: kv[0]):
+            crit = criteria.get(members[0].spec["criterion"], f"prune.config_list[{entry}].criterion")
+            kind, params = granularity.parse(gran)
+            crit.check(kind, self._asked_scope(members[0].spec, crit), f"prune.config_list[{entry}].granularity")
+            units = self._filter_units(members) if kind == "filter" else None
+            jobs.append((entry, kind, params, crit, members, units))
+        stats = self._statistics(jobs)
+        for entry, kind, params, crit, members, units in jobs:
+            if kind == "filter":
+                self._update_filters(units, members, crit, targets, stats)
+            else:
+                self._update_layers(kind, params, entry, members, crit, targets, stats)
         self.sync()
 
-    def _update_weights(self, members, crit, targets):
-        spec = members[0].spec
-        items = []  # (wrapper, attr, scores, frozen)
-        for w in members:
-            for attr, var in w.weights_by_attr().items():
-                if attr not in KERNEL_WEIGHTS:
-                    continue
-                value = np.asarray(var.numpy())
-                frozen = None if self.soft else np.asarray(w.masks[attr].numpy()) == 0
-                items.append((w, attr, crit(value, None), frozen))
-        if spec["scope"] == "global" and spec.get("total_sparsity") is not None:
-            keeps = allocation.global_keep([s for _, _, s, _ in items], targets[members[0].name],
-                                           max_per_unit=spec["max_sparsity_per_layer"],
-                                           frozen=None if self.soft else [f for *_, f in items])
-        else:
-            keeps = [allocation.weight_mask(s, targets[w.name], f) for w, _, s, f in items]
-        for (w, attr, _, _), keep in zip(items, keeps):
-            w.set_mask(attr, keep)
+    @staticmethod
+    def _asked_scope(spec, crit):
+        return crit.scope or spec["scope"]
+
+    def _is_global(self, spec, crit) -> bool:
+        return crit.scope == "global" or (spec["scope"] == "global" and spec.get("total_sparsity") is not None)
+
+    # -- statistics ---------------------------------------------------------------------------
+    def _statistics(self, jobs) -> dict:
+        from kprune import statistics
+        stats = {"activations": {}, "gradients": {}}
+        act_layers, grad_vars = {}, {}
+        for entry, kind, params, crit, members, units in jobs:
+            if not ({"activations", "gradients"} & set(crit.needs)):
+                continue
+            if self.data is None:
+                raise KPruneError(
+                    f"criterion `{crit.name}` (prune.config_list[{entry}]) scores with "
+                    f"{' and '.join(n for n in crit.needs if n != 'weights')} measured on data, but no data "
+                    "was given. Pass a dataset of (x, y) batches: kprune.PruningCallback(data=ds) inside "
+                    "model.fit, or kprune.Pruner(model, data=ds).prune_now(); the recipe pipeline uses "
+                    "its training set.")
+            batches = crit.batches or int(self.plan.get("statistics_batches", 10))
+            layers = self._scored_layers(kind, members, units)
+            if "activations" in crit.needs:
+                act_layers.setdefault(batches, set()).update(name for name, _ in layers)
+            if "gradients" in crit.needs:
+                for name, attr in layers:
+                    grad_vars.setdefault(batches, {})[(name, attr)] = self._variable(name, attr)
+        for batches, names in act_layers.items():
+            stats["activations"].update(statistics.collect_activations(self.model, self.data, sorted(names),
+                                                                       batches))
+        for batches, variables in grad_vars.items():
+            got = statistics.collect_gradients(self.model, self.data, variables, batches, loss=self.loss)
+            stats["gradients"].update({(b, k): v for k, v in got.items() for b in [batches]})
+        return stats
+
+    def _scored_layers(self, kind, members, units):
+        """(layer name, weight attr) pairs a criterion scores for one entry."""
+        if kind == "filter":
+            return [(m.layer.name, m.weight) for g, _ in units for m in g.members
+                    if m.role == "producer" and m.weight in _MAIN_KERNELS]
+        return [(w.name, a) for w in members for a in self._kernel_attrs(w, kind)]
+
+    def _variable(self, name, attr):
+        layer = self._layer(name)
+        inner = layer.layer if isinstance(layer, PruneWrapper) else layer
+        return weight_attributes(inner)[attr]
+
+    def _layer(self, name):
+        if name in self._by_name:
+            return self._by_name[name]
+        from kprune.selectors import flatten_layers
+        return next(l for l in flatten_layers(self.model) if l.name == name)
+
+    def _stats_for(self, stats, crit, name, attr) -> dict:
+        batches = crit.batches or int(self.plan.get("statistics_batches", 10))
+        return {"activations": stats["activations"].get(name),
+                "gradients": stats["gradients"].get((batches, (name, attr))),
+                "seed": int(self.plan.get("seed", 0)), "name": f"{name}/{attr}"}
 
     # -- filters ------------------------------------------------------------------------------
     def groups(self):
@@ -177,17 +298,36 @@ class Pruner:
             units.append((g, [self._by_name[n] for n in sorted(chosen)]))
         return units
 
-    def _group_scores(self, group, crit):
+    def _slim_gammas(self, members) -> list:
+        """The BatchNormalization gamma variables in the channel groups of ``members``."""
+        out = {}
+        for g, _ in self._filter_units(members):
+            for m in g.members:
+                if m.weight == "gamma" and type(m.inner).__name__ == "BatchNormalization":
+                    out[id(m.variable())] = m.variable()
+        return list(out.values())
+
+    def _group_scores(self, group, crit, stats):
         how = self.plan.get("aggregate", "sum")
         vectors, costs, frozen = [], np.zeros(group.size), np.ones(group.size, dtype=bool)
+        gammas = [m for m in group.members if m.weight == "gamma" and type(m.inner).__name__ == "BatchNormalization"]
         for m in group.members:
             if m.role != "producer" or m.weight not in _MAIN_KERNELS:
                 continue
-            inner = m.layer.layer if isinstance(m.layer, PruneWrapper) else m.layer
-            value = np.asarray(getattr(inner, "_kernel" if m.weight == "kernel" and hasattr(inner, "_kernel")
-                                       else m.weight).numpy())
-            per_channel = crit(value, m.axis)
+            value = np.asarray(self._variable(m.layer.name, m.weight).numpy())
             idx = np.asarray(m.index)[:, 0]
+            kw = self._stats_for(stats, crit, m.layer.name, m.weight)
+            if "bn" in crit.needs:
+                if not gammas:
+                    raise KPruneError(f"criterion `slim` scores channels by the scale (gamma) of the "
+                                      f"BatchNormalization that follows each pruned layer, but the output of "
+                                      f"`{m.layer.name}` reaches none. Add a BatchNormalization (scale=True) "
+                                      "after it, exclude it, or use another criterion.")
+                gm = gammas[0]
+                gamma = np.zeros(value.shape[m.axis])
+                gamma[idx] = np.asarray(gm.variable().numpy())[np.asarray(gm.index)[:, 0]]
+                kw["gamma"] = gamma
+            per_channel = crit(value, m.axis, **kw)
             vectors.append(per_channel[idx])
             costs += value.size / value.shape[m.axis]
             if isinstance(m.layer, PruneWrapper) and m.weight in m.layer.masks:
@@ -196,17 +336,18 @@ class Pruner:
                 frozen &= ~alive[idx]
             else:
                 frozen &= False
+        if "bn" in crit.needs:
+            vectors = vectors[:1]  # one BatchNorm scale per channel, whatever the producers
         return allocation.aggregate(vectors, how), costs, frozen
 
-    def _update_filters(self, members, crit, targets):
-        units = self._filter_units(members)
+    def _update_filters(self, units, members, crit, targets, stats):
         if not units:
             return
         round_to = int(self.plan.get("round_to", 1))
         min_keep = int(self.plan.get("min_keep", 1))
-        scored = [(g, ws) + self._group_scores(g, crit) for g, ws in units]
+        scored = [(g, ws) + self._group_scores(g, crit, stats) for g, ws in units]
         spec = members[0].spec
-        if spec["scope"] == "global" and spec.get("total_sparsity") is not None:
+        if self._is_global(spec, crit):
             keeps = allocation.global_keep(
                 [s for _, _, s, _, _ in scored], targets[members[0].name], costs=[c for *_, c, _ in scored],
                 max_per_unit=spec["max_sparsity_per_layer"], min_keep=min_keep, round_to=round_to,
@@ -220,8 +361,9 @@ class Pruner:
 
     # -- reporting -----------------------------------------------------------------------------
     def state(self) -> dict:
-        """A JSON-friendly summary: step, schedule and skipped layers."""
-        return {"step": self.step, "schedule": self.schedule.get_config(), "skipped": dict(self.skipped)}
+        """A JSON-friendly summary: step, round, schedule and skipped layers."""
+        return {"step": self.step, "round": self.round, "schedule": self.schedule.get_config(),
+                "skipped": dict(self.skipped)}
 
 
 def apply_group_keep(group, keep: np.ndarray, soft: bool = False):

@@ -49,9 +49,14 @@ def _search_check(value, path, lines):
 
 
 def _granularity_check(value):
-    if value in ("weight", "filter", "channel"):
-        return None
-    return "must be one of ['weight', 'filter', 'channel']."
+    from kprune import granularity
+    return granularity.check(value)
+
+
+def _block_shape_check(value):
+    if value is not None and (len(value) != 2 or any(v < 1 for v in value)):
+        return "must be two positive integers [rows, cols], e.g. [1, 4]."
+    return None
 
 
 OPTIMIZER = S.Section({
@@ -139,7 +144,7 @@ ROOT = S.Section({
 })
 
 
-def _check_entries(prune: dict, lines: dict):
+def _check_entries(prune: dict, lines: dict, explicit_scope=None):
     from kprune import criteria
     for i, entry in enumerate(prune["config_list"]):
         path = f"prune.config_list[{i}]"
@@ -152,7 +157,23 @@ def _check_entries(prune: dict, lines: dict):
         if has_s == has_t:
             raise RecipeError(path, "needs exactly one of `sparsity` (per layer) or `total_sparsity` "
                               "(all matched layers together, global scope).", entry, line=lines.get(path))
-        if has_t and prune["scope"] != "global":
+        name = entry["criterion"] or prune["criterion"]
+        crit = criteria.get(name, f"{path}.criterion") if name in criteria.names() else None
+        scope = prune["scope"]
+        if crit is not None and crit.scope is not None:
+            if explicit_scope is not None and explicit_scope != crit.scope:
+                raise RecipeError("prune.scope", f"criterion `{name}` is {crit.scope} by definition "
+                                  f"({crit.paper}); remove `scope` or set scope: {crit.scope}.",
+                                  explicit_scope, line=lines.get("prune.scope"))
+            scope = crit.scope
+        if crit is not None:
+            from kprune import granularity
+            kind = granularity.parse(entry["granularity"] or prune["granularity"])[0]
+            if kind not in crit.granularities:
+                p = f"{path}.granularity" if entry["granularity"] else "prune.granularity"
+                raise RecipeError(p, f"criterion `{name}` supports granularities {list(crit.granularities)}.",
+                                  entry["granularity"] or prune["granularity"], line=lines.get(p))
+        if has_t and scope != "global":
             raise RecipeError(f"{path}.total_sparsity", "is only meaningful with `prune.scope: global`; "
                               "use `sparsity` for layerwise pruning or set scope: global.",
                               entry["total_sparsity"], line=lines.get(f"{path}.total_sparsity"))
@@ -181,7 +202,9 @@ class Recipe:
         self._lines = dict(lines or {})
         self.source = source
         self._data = S.validate_section(data if data is not None else {}, ROOT, "", self._lines)
-        _check_entries(self._data["prune"], self._lines)
+        raw_prune = (data or {}).get("prune") if isinstance(data, dict) else None
+        _check_entries(self._data["prune"], self._lines,
+                       raw_prune.get("scope") if isinstance(raw_prune, dict) else None)
         self._raw = copy.deepcopy(data if data is not None else {})
 
     def __getattr__(self, name):

@@ -17,8 +17,14 @@ class PruningCallback(keras.callbacks.Callback):
     it adds ``sparsity`` (total) and ``sparsity/<layer>`` to ``logs`` and, with ``log_dir``,
     writes them to TensorBoard.
 
+    Criteria that read activations or gradients (``apoz``, ``mean_activation``,
+    ``taylor_fo``, ``snip``, the gradient-magnitude baselines) collect them on ``data`` at each
+    mask update without changing weights or BatchNorm statistics. For ``slim`` the callback
+    adds the Network Slimming penalty λ·Σ|gamma| to the training loss.
+
     Args:
-        data: dataset for criteria that need activations or gradients (default None).
+        data: dataset of ``(x, y)`` batches for criteria that need activations or gradients
+            (default None).
         steps_per_epoch: steps per epoch for epoch-based schedules, when ``fit`` cannot tell
             (default None: taken from ``fit``).
         log_dir: TensorBoard log directory (default None: no summaries).
@@ -30,9 +36,10 @@ class PruningCallback(keras.callbacks.Callback):
         >>> model.fit(ds, epochs=3, callbacks=[kprune.PruningCallback()])
     """
 
-    def __init__(self, data=None, steps_per_epoch=None, log_dir=None, log_layers=True):
+    def __init__(self, data=None, steps_per_epoch=None, log_dir=None, log_layers=True, loss=None):
         super().__init__()
         self.data = data
+        self.loss = loss
         self.steps_per_epoch = steps_per_epoch
         self.log_dir = log_dir
         self.log_layers = log_layers
@@ -41,14 +48,22 @@ class PruningCallback(keras.callbacks.Callback):
 
     def get_config(self):
         return {"data": None, "steps_per_epoch": self.steps_per_epoch, "log_dir": self.log_dir,
-                "log_layers": self.log_layers}
+                "log_layers": self.log_layers, "loss": None}
 
     def on_train_begin(self, logs=None):
         spe = self.steps_per_epoch or (self.params or {}).get("steps")
         if self.pruner is None or self.pruner.model is not self.model:
-            self.pruner = Pruner(self.model, data=self.data, steps_per_epoch=spe)
+            self.pruner = Pruner(self.model, data=self.data, steps_per_epoch=spe, loss=self.loss)
         else:
             self.pruner.bind(spe)
+            if self.data is not None:
+                self.pruner.data = self.data
+            self.pruner.penalties_changed += self.pruner.install_penalties()
+        if self.pruner.penalties_changed:
+            # a regularizer was added to BatchNorm gammas (slim): rebuild the train step so
+            # that the traced loss includes it
+            self.model.make_train_function(force=True)
+            self.pruner.penalties_changed = 0
         if self.log_dir and self._writer is None:
             import importlib.util
 

@@ -1,8 +1,9 @@
 """Criteria: which units matter. Pure functions of weights (and, for some, statistics).
 
 A criterion is a :class:`Criterion` registered by name. It turns one kernel into scores:
-elementwise scores for ``weight`` granularity, or one score per output channel along
-``axis`` for ``filter`` granularity. Higher score = more important = kept.
+elementwise scores for ``weight``, ``n:m`` and ``block`` granularities, or one score per
+index of ``axis`` for ``filter`` (output channels) and ``channel`` (input channels).
+Higher score = more important = kept. See ``docs/criteria.md`` for the full table.
 
 Example:
     >>> import numpy as np
@@ -11,13 +12,14 @@ Example:
 """
 
 from kprune.registry import Registry
-from kprune.criteria.base import Criterion
+from kprune.criteria.base import ALL, ELEMENTWISE, STRUCTURED, Criterion
 
 _REGISTRY = Registry("criterion")
 register = _REGISTRY.register
 names = _REGISTRY.names
 
-from kprune.criteria import magnitude  # noqa: E402,F401  (registration)
+from kprune.criteria import (activation, fpgm, magnitude, random, shrinkbench, slim,  # noqa: E402,F401
+                             snip, taylor)
 
 
 def get(identifier, path: str = "prune.criterion") -> Criterion:
@@ -25,3 +27,6 @@ def get(identifier, path: str = "prune.criterion") -> Criterion:
     if isinstance(identifier, Criterion):
         return identifier
     return _REGISTRY.lookup(identifier, path)()
+
+
+__all__ = ["Criterion", "get", "names", "register", "ALL", "ELEMENTWISE", "STRUCTURED"]

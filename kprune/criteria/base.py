@@ -1,8 +1,29 @@
-"""The :class:`Criterion` base class."""
+"""The :class:`Criterion` base class and the rules every criterion declares.
+
+A criterion is a pure function of one kernel (plus, for some, statistics gathered on data):
+
+* ``crit(kernel)`` returns elementwise scores (``weight``, ``n:m`` and ``block``
+  granularities aggregate these);
+* ``crit(kernel, axis=a)`` returns one score per index of axis ``a`` (``filter``: the
+  output-channel axis, ``channel``: the input-channel axis).
+
+Higher score = more important = kept. Statistics arrive as keyword arguments:
+
+* ``activations``: :class:`kprune.statistics.ActivationStats` of the layer's output channels,
+* ``gradients``: :class:`kprune.statistics.GradientStats` of this weight,
+* ``gamma``: the BatchNormalization scale that follows the layer (per output channel),
+* ``seed`` and ``name``: for seeded random scores.
+"""
 
 from __future__ import annotations
 
-import numpy as np
+from kprune.errors import KPruneError, RecipeError
+
+#: granularities built from elementwise scores.
+ELEMENTWISE = ("weight", "n:m", "block")
+#: granularities built from per-axis scores.
+STRUCTURED = ("filter", "channel")
+ALL = ELEMENTWISE + STRUCTURED
 
 
 class Criterion:
@@ -10,19 +31,62 @@ class Criterion:
 
     Attributes:
         name: registry name.
-        granularities: granularities it supports (``"weight"``, ``"filter"``).
-        needs: what it reads: ``"weights"``, ``"activations"``, ``"gradients"``.
-        global_only: True for criteria that only make sense ranked across layers.
+        granularities: granularity kinds it supports (subset of :data:`ALL`).
+        needs: what it reads: ``"weights"``, ``"activations"``, ``"gradients"``, ``"bn"``.
+        scope: ``None`` (the recipe's ``prune.scope`` decides), ``"global"`` or
+            ``"layerwise"`` (the criterion fixes its scope, e.g. ShrinkBench's
+            ``global_magnitude``; a recipe that sets the other scope is an error).
+        batches: number of batches of statistics it uses (``None``: ``prune.statistics_batches``).
+        paper: the reference, shown in errors and docs.
     """
 
     name = None
-    granularities = ("weight", "filter")
+    granularities = ALL
     needs = ("weights",)
-    global_only = False
+    scope = None
+    batches = None
+    paper = ""
 
-    def __call__(self, kernel: np.ndarray, axis: int | None = None, **stats) -> np.ndarray:
+    def __call__(self, kernel, axis=None, **stats):
         """Scores ``kernel``: elementwise if ``axis`` is None, else one score per index of ``axis``."""
-        raise NotImplementedError  # abstract
+        raise TypeError(f"{type(self).__name__} must define __call__(kernel, axis=None, **stats).")
+
+    def check(self, granularity: str, scope: str, path: str = "prune.criterion"):
+        """Raises :class:`RecipeError` if this criterion cannot run at ``granularity``/``scope``.
+
+        Args:
+            granularity: a granularity kind (``"weight"``, ``"filter"``, ``"channel"``,
+                ``"n:m"``, ``"block"``).
+            scope: the scope the recipe asks for (``"layerwise"`` or ``"global"``).
+            path: key path used in the error.
+        """
+        if granularity not in self.granularities:
+            raise RecipeError(path, f"criterion `{self.name}` supports granularities "
+                              f"{list(self.granularities)}, not `{granularity}`.", self.name)
+        if self.scope is not None and scope != self.scope:
+            raise RecipeError("prune.scope", f"criterion `{self.name}` is {self.scope} by definition "
+                              f"({self.paper or 'see docs/criteria.md'}); remove `scope` or set "
+                              f"scope: {self.scope}.", scope)
 
     def __repr__(self):
         return f"<criterion {self.name}>"
+
+
+def require(stats: dict, key: str, criterion: str):
+    """Returns ``stats[key]`` or raises a :class:`KPruneError` saying how to provide it."""
+    value = stats.get(key)
+    if value is None:
+        what = {"activations": "activation statistics", "gradients": "gradient statistics",
+                "gamma": "the scale (gamma) of a BatchNormalization after the layer"}[key]
+        raise KPruneError(f"criterion `{criterion}` needs {what}, which were not provided. "
+                          + ("Put a BatchNormalization (with scale=True) right after each pruned layer, "
+                             "or choose another criterion." if key == "gamma" else
+                             "Score through kprune.Pruner(model, data=ds) or "
+                             "kprune.PruningCallback(data=ds), which collect them."))
+    return value
+
+
+def reduce_axis(x, axis):
+    """Axes of ``x`` other than ``axis`` (for per-axis sums)."""
+    axis = axis % x.ndim
+    return tuple(i for i in range(x.ndim) if i != axis)

@@ -17,7 +17,7 @@ _REGISTRY = Registry("schedule")
 register = _REGISTRY.register
 names = _REGISTRY.names
 
-from kprune.schedules import agp, oneshot  # noqa: E402,F401  (registration)
+from kprune.schedules import agp, iterative, oneshot  # noqa: E402,F401  (registration)
 
 
 def get(identifier, path: str = "prune.schedule") -> Schedule:

@@ -106,7 +106,8 @@ def wrap(model, recipe, soft: bool = False):
     Args:
         model: a built Functional or Sequential Keras model (nested models allowed).
         recipe: a :class:`kprune.Recipe`, a dict, or a YAML path (only ``prune`` is used).
-        soft: soft pruning (pruned weights keep training, SFP); default ``False``.
+        soft: soft pruning (pruned weights keep training, SFP); default ``False``, or the
+            recipe's ``prune.soft``.
 
     Returns:
         A new Keras model with the same names, inputs and outputs.
@@ -118,6 +119,7 @@ def wrap(model, recipe, soft: bool = False):
     from kprune.recipe import Recipe
 
     recipe = Recipe.coerce(recipe)
+    soft = bool(soft or recipe.prune.get("soft", False))
     _check_model(model, "wrap")
     if is_wrapped(model):
         raise UnsupportedLayerError(f"model `{model.name}` is already wrapped; call kprune.strip(model) "

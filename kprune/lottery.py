@@ -1,0 +1,139 @@
+"""Lottery ticket (Frankle & Carbin 2019): iterative pruning with rewinding, around ``model.fit``.
+
+Two ways to run it, both from a recipe whose schedule is
+``{name: iterative, rounds: R, rewind: init | {step: k}}``:
+
+1. Inside one ``fit``: give the schedule a phase length (``round_epochs: E``) and train for
+   ``(R + 1) * E`` epochs with :class:`kprune.PruningCallback`; at the start of each phase
+   after the first, masks are recomputed, survivors rewound and the optimizer reset.
+2. Round by round with :class:`LotteryTicket` (the documented loop for ``model.fit`` users)::
+
+       model = kprune.wrap(model, recipe)
+       model.compile(keras.optimizers.SGD(0.1, momentum=0.9), loss, metrics=["accuracy"])
+       ticket = kprune.LotteryTicket(model)            # rewind point: these weights (init)
+       for r in range(ticket.rounds + 1):
+           model.fit(ds, epochs=E, callbacks=[ticket.callback()])
+           if r < ticket.rounds:
+               ticket.next_round()   # prune 1-(1-P)^(1/R) of survivors, rewind, reset optimizer
+
+The rewind point (all weights and BatchNorm statistics, masks excluded) is kept in memory
+by the :class:`kprune.Pruner`; :func:`save_snapshot` / :func:`load_snapshot` write it to and
+read it from an ``.npz`` file next to a saved ``.keras`` model.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from kprune.errors import KPruneError
+
+
+def _mask_ids(model) -> set:
+    from kprune.wrappers.wrap import find_wrappers
+    ids = set()
+    for w in find_wrappers(model):
+        ids.update(id(v) for v in w.masks.values())
+        ids.add(id(w.pruning_step))
+    return ids
+
+
+def _state(model) -> list:
+    skip = _mask_ids(model)
+    return [v for v in model.weights if id(v) not in skip]
+
+
+def snapshot(model) -> list:
+    """Copies of every weight of ``model`` except kprune masks and step counters."""
+    return [np.array(v.numpy(), copy=True) for v in _state(model)]
+
+
+def restore(model, values: list):
+    """Assigns a :func:`snapshot` back (masks are not touched; call ``apply_masks`` after)."""
+    state = _state(model)
+    if len(state) != len(values):
+        raise KPruneError(f"the rewind snapshot holds {len(values)} weights but model `{model.name}` has "
+                          f"{len(state)}: it was taken from another model.")
+    for v, x in zip(state, values):
+        v.assign(x)
+
+
+def reset_optimizer(optimizer, iterations: int = 0):
+    """Zeroes an optimizer's slots (momentum, Adam moments) and sets its step counter.
+
+    The learning-rate variable is kept; ``iterations`` restarts learning-rate schedules at
+    the rewind step, as the lottery-ticket experiments replay training from there.
+    """
+    keep = {id(optimizer.iterations)}
+    lr = getattr(optimizer, "_learning_rate", None)
+    if lr is not None and hasattr(lr, "assign"):
+        keep.add(id(lr))
+    for v in optimizer.variables:
+        if id(v) not in keep:
+            v.assign(np.zeros(tuple(v.shape), dtype=v.dtype))
+    optimizer.iterations.assign(int(iterations))
+
+
+def save_snapshot(values: list, path):
+    """Writes a rewind snapshot to ``path`` (``.npz``)."""
+    np.savez(path, *values)
+
+
+def load_snapshot(path) -> list:
+    """Reads a snapshot written by :func:`save_snapshot`."""
+    with np.load(path) as f:
+        return [f[f"arr_{i}"] for i in range(len(f.files))]
+
+
+class LotteryTicket:
+    """Drives lottery-ticket rounds around ``model.fit``.
+
+    Args:
+        model: a wrapped model whose recipe uses ``schedule: {name: iterative, ...}``.
+        data: dataset for data-driven criteria (default None; magnitude needs none).
+
+    Attributes:
+        pruner: the :class:`kprune.Pruner` (its ``rewind_weights`` is the rewind point).
+        rounds: number of pruning rounds.
+
+    Example:
+        >>> ticket = LotteryTicket(model)
+        >>> model.fit(x, y, epochs=1, callbacks=[ticket.callback()])
+        >>> ticket.next_round()
+        0.36904265551980675
+    """
+
+    def __init__(self, model, data=None):
+        from kprune.pruner import Pruner
+        self.pruner = Pruner(model, data=data)
+        if self.pruner.schedule.name != "iterative":
+            raise KPruneError("kprune.LotteryTicket needs `prune.schedule: {name: iterative, rounds: R}`. "
+                              f"Received: schedule `{self.pruner.schedule.name}`.")
+        if self.pruner.schedule.rewind_step == self.pruner.step:
+            self.pruner.snapshot()
+
+    @property
+    def rounds(self) -> int:
+        return self.pruner.schedule.rounds
+
+    @property
+    def round(self) -> int:
+        return self.pruner.round
+
+    def callback(self):
+        """A :class:`kprune.PruningCallback` sharing this ticket's pruner (it counts steps and
+        takes the late-rewinding snapshot at step k)."""
+        from kprune.callbacks import PruningCallback
+        cb = PruningCallback()
+        cb.pruner = self.pruner
+        return cb
+
+    def next_round(self, optimizer="auto") -> float:
+        """Prunes to the next round's target, rewinds survivors and resets the optimizer.
+
+        Returns:
+            The target sparsity of the selected layers after this round.
+        """
+        if self.pruner.rewind_weights is None:
+            raise KPruneError(f"no rewind point yet: late rewinding to step {self.pruner.schedule.rewind_step} "
+                              f"needs training to reach that step first (now at {self.pruner.step}).")
+        return self.pruner.next_round(optimizer)
