@@ -1,11 +1,14 @@
 """Tiny models and inputs shared by the export tests (imported by name, not via conftest)."""
 
 import os
+from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras
 import numpy as np
+
+SAMPLE = Path(__file__).parent / "data" / "benchmark_model_output.txt"
 
 
 def small_convnet(seed=0, filters=(8, 16), classes=5, input_shape=(12, 12, 3)):

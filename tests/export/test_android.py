@@ -1,63 +1,19 @@
-"""benchmark_android with a fake ``adb`` on PATH, and the benchmark_model output parser.
+"""benchmark_android with a fake ``adb`` on PATH (conftest), and the benchmark_model output parser.
 
 ``data/benchmark_model_output.txt`` is a hand-written sample in the exact format that
 TensorFlow Lite's ``benchmark_model`` prints (recent builds, with p5/median/p95 and the
 periodic peak-memory line); it was not captured from a real device. The fake adb replays it.
 """
 
-import json
 import os
-import stat
-import sys
-from pathlib import Path
 
 import keras
 import pytest
 
+from export_fixtures import SAMPLE
 from kprune.errors import ExportError
 from kprune.export.android import benchmark_android, list_devices, parse_benchmark_output, report_from_output
 from kprune.export.tflite import to_tflite
-
-SAMPLE = Path(__file__).parent / "data" / "benchmark_model_output.txt"
-
-FAKE_ADB = r'''#!{python}
-"""Fake adb: answers devices/push/shell from environment variables and logs every call."""
-import json, os, sys
-args = sys.argv[1:]
-with open(os.environ["FAKE_ADB_LOG"], "a") as log:
-    log.write(json.dumps(args) + "\n")
-serial = None
-if args[:1] == ["-s"]:
-    serial, args = args[1], args[2:]
-if args == ["devices"]:
-    print("List of devices attached")
-    for entry in filter(None, os.environ.get("FAKE_ADB_DEVICES", "").split(",")):
-        name, state = entry.split(":")
-        print(name + "\t" + state)
-    print()
-elif args[0] == "push":
-    print(args[1] + ": 1 file pushed, 0 skipped. 41.2 MB/s (1234 bytes in 0.000s)")
-elif args[0] == "shell":
-    command = " ".join(args[1:])
-    if command.startswith("ls "):
-        path = command[3:]
-        if os.environ.get("FAKE_ADB_BINARY") == "present":
-            print(path)
-        else:
-            print("ls: " + path + ": No such file or directory")
-            sys.exit(1)
-    elif command.startswith("getprop"):
-        print("Pixel 7\r\narm64-v8a\r\n14\r\nTensor G2\r")
-    elif command.startswith("rm "):
-        pass
-    else:
-        with open(os.environ["FAKE_ADB_OUTPUT"]) as handle:
-            sys.stdout.write(handle.read())
-        sys.exit(int(os.environ.get("FAKE_ADB_EXIT", "0")))
-else:
-    print("fake adb: unsupported " + " ".join(args), file=sys.stderr)
-    sys.exit(2)
-'''
 
 
 @pytest.fixture(scope="module")
@@ -66,26 +22,6 @@ def model_path(tmp_path_factory):
     inputs = keras.Input((8,))
     model = keras.Model(inputs, keras.layers.Dense(4)(inputs))
     return to_tflite(model, tmp_path_factory.mktemp("android") / "tiny.tflite").path
-
-
-@pytest.fixture
-def fake_adb(tmp_path, monkeypatch):
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    script = bindir / "adb"
-    script.write_text(FAKE_ADB.replace("{python}", sys.executable))
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    log = tmp_path / "adb_calls.jsonl"
-    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
-    monkeypatch.setenv("FAKE_ADB_LOG", str(log))
-    monkeypatch.setenv("FAKE_ADB_DEVICES", "emulator-5554:device")
-    monkeypatch.setenv("FAKE_ADB_BINARY", "present")
-    monkeypatch.setenv("FAKE_ADB_OUTPUT", str(SAMPLE))
-
-    def calls():
-        return [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
-
-    return calls
 
 
 def test_parse_recorded_output():

@@ -138,3 +138,19 @@ def test_depthwise_grid_is_one_dimensional(tmp_path):
     assert table.layers["dw"]["in_grid"] == [4, 8] and table.layers["dw"]["out_grid"] == [8]
     assert np.shape(table.layers["dw"]["ms"]) == (2, 1)
     assert table.predict({"pw": (4, 4), "dw": (4, 4)}) > 0
+
+
+def test_android_target_through_fake_adb(fake_adb, tmp_path):
+    # Every probe replays the same benchmark_model output, so each measures its median 2.537 ms.
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, name="conv")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(4, name="fc")(x))
+    table = latency_table(model, channel_grid=(0.5, 1.0), runs=5, warmup=1, target="android", statistic="median",
+                          cache=tmp_path / "android.json")
+    assert table.signature["machine"] == {"serial": "emulator-5554"}
+    assert table.layers["conv"]["ms"] == [[2.537, 2.537]] and table.layers["fc"]["ms"] == [[2.537], [2.537]]
+    assert table.measured == 2 + 2 + 1
+    assert table.remainder_ms == pytest.approx(2.537 - 2 * 2.537)
+    assert table.predict({"conv": (3, 4)}) == pytest.approx(2.537)
+    pushes = [call for call in fake_adb() if "push" in call]
+    assert len(pushes) == 5
