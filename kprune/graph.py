@@ -192,6 +192,29 @@ def check_independent(groups: list, layer_names) -> None:
             )
 
 
+def format_groups(groups: list) -> str:
+    """Render channel groups as a plain-text table (what ``kprune-cli inspect`` prints).
+
+    Args:
+        groups: the output of :func:`groups`.
+
+    Returns:
+        One line per group: id, channels, prunable or the reason, producers, followers and
+        consumers by layer name.
+
+    Example:
+        >>> print(format_groups(kprune.groups(model)))   # doctest: +SKIP
+        group  channels  prunable  producers -> followers -> consumers
+        1      16        yes       conv1 -> bn1 -> conv2
+    """
+    lines = ["group  channels  prunable  producers -> followers -> consumers"]
+    for g in groups:
+        parts = [",".join(g.layer_names(r)) or "-" for r in ROLES]
+        state = "yes" if g.prunable else f"no ({g.reason})"
+        lines.append(f"{g.id:<6} {g.size:<9} {state}  {' -> '.join(parts)}")
+    return "\n".join(lines)
+
+
 def _union_shared_positions(state: ChannelState) -> None:
     """Labels that touch the same weight position are the same channel (shared layers)."""
     seen: dict = {}

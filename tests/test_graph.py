@@ -242,3 +242,16 @@ def test_softmax_producer_and_per_channel_constant_are_unprunable():
     assert "softmax over the output channels of Dense 'att'" in _by_producer(gs, "att").reason
     assert "constant per-channel operand" in _by_producer(gs, "b").reason
     assert _by_producer(gs, "d").prunable  # a scalar constant is fine
+
+
+def test_format_groups_lists_every_group():
+    from kprune.graph import format_groups
+
+    x = keras.Input((8, 8, 3))
+    y = L.Conv2D(4, 3, name="c1")(x)
+    y = L.BatchNormalization(name="bn")(y)
+    y = L.Conv2D(2, 3, name="c2")(y)
+    text = format_groups(groups(keras.Model(x, y)))
+    lines = text.splitlines()
+    assert len(lines) == 4
+    assert "c1 -> bn -> c2" in text and "no (reaches the model output 'c2')" in text
