@@ -1,0 +1,231 @@
+"""The search context: evaluations, trajectory, checkpoints, resume and progress.
+
+Every algorithm talks to the model only through :class:`SearchContext`: it asks for a
+candidate's predicted cost (:meth:`~SearchContext.cost`, cheap) and for its score
+(:meth:`~SearchContext.evaluate`, expensive). Each evaluation is appended to the trajectory
+and a checkpoint (``checkpoint.json``, atomic) is written after it.
+
+Resume works by *replay*: the algorithm runs again from the start with the same seed, and
+the first ``k`` evaluations are answered from the checkpoint instead of being recomputed
+(their allocations are checked to be the same, and so is the random generator's state at
+each of them). Because an algorithm's decisions depend only on its seed and on the answers
+it gets, the resumed run reproduces the uninterrupted one exactly. Weight states an
+algorithm carries between iterations (NetAdapt's fine-tuned model) are saved with
+:meth:`~SearchContext.save_state` into ``state.npz`` and found again on replay.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+
+from kprune.errors import KPruneError
+from kprune.io import atomic_write_bytes, atomic_write_json
+
+CHECKPOINT = "checkpoint.json"
+STATE = "state.npz"
+VERSION = 1
+
+
+class Interrupted(KPruneError):
+    """Raised inside a search when a checkpoint replay meets a different candidate."""
+
+
+class SearchContext:
+    """What a search algorithm may do: predict costs, evaluate candidates, keep state.
+
+    Args:
+        builder: a :class:`~kprune.search.candidates.CandidateBuilder`.
+        cost_model: a :class:`~kprune.search.cost.CostModel`.
+        constraint: ``"params"``, ``"flops"`` or ``"latency"``.
+        limit: the absolute budget (same unit as the predicted cost).
+        evaluator: ``callable(model) -> float`` (higher is better).
+        finetune: ``callable(model, steps, seed)`` or None.
+        seed: the search's seed (the generator :attr:`rng` is seeded with it).
+        out_dir: folder for ``checkpoint.json`` and ``state.npz`` (None: nothing written).
+        resume: replay the checkpoint found in ``out_dir``.
+        header: what the checkpoint must match on resume (algorithm config, units, budget).
+        verbose: 0 hides the progress bar.
+    """
+
+    def __init__(self, builder, cost_model, constraint: str, limit: float, evaluator, finetune=None,
+                 seed: int = 0, out_dir=None, resume: bool = False, header: dict | None = None, verbose: int = 1):
+        self.builder = builder
+        self.cost_model = cost_model
+        self.units = builder.units
+        self.constraint = constraint
+        self.limit = float(limit)
+        self.evaluator = evaluator
+        self.finetune_fn = finetune
+        self.seed = int(seed)
+        self.rng = np.random.default_rng(self.seed)
+        self.out_dir = None if out_dir is None else os.fspath(out_dir)
+        self.header = header or {}
+        self.trajectory: list = []
+        self.state: dict = {}
+        self._cached: list = []
+        self._states: dict = {}
+        self._t0 = time.time()
+        if resume:
+            self._load()
+        self._bar = _progress(verbose, self.header.get("algorithm", "search"))
+
+    # -- costs ---------------------------------------------------------------------------------
+    def cost(self, allocation: dict) -> dict:
+        """Predicted ``{"params", "flops"[, "latency"]}`` of a candidate (no model built)."""
+        return self.cost_model.predict(allocation)
+
+    def resource(self, allocation: dict) -> float:
+        """The predicted cost under the search's constraint."""
+        return float(self.cost(allocation)[self.constraint])
+
+    def within(self, allocation: dict) -> bool:
+        """Whether the predicted cost is at or under the budget."""
+        return self.resource(allocation) <= self.limit * (1 + 1e-12)
+
+    @property
+    def original(self) -> dict:
+        return self.cost_model.original
+
+    # -- evaluations ---------------------------------------------------------------------------
+    @property
+    def replaying(self) -> bool:
+        """True while answers come from the checkpoint."""
+        return len(self.trajectory) < len(self._cached)
+
+    def evaluate(self, allocation: dict, tag: str = "", finetune_steps: int = 0, info: dict | None = None) -> dict:
+        """Scores a candidate and records it; returns its trajectory record.
+
+        Args:
+            allocation: ``{unit_name: sparsity}``.
+            tag: what the candidate is (``"perturbation"``, ``"proposal:conv1"``...).
+            finetune_steps: short fine-tuning before scoring (needs a finetune function).
+            info: extra JSON-friendly data stored with the record.
+
+        Returns:
+            The record ``{"index", "tag", "allocation", "cost", "score", "accepted", ...}``;
+            ``record["replayed"]`` is True when it came from the checkpoint (no model built).
+        """
+        allocation = {u.name: float(allocation.get(u.name, 0.0)) for u in self.units}
+        index = len(self.trajectory)
+        rng_state = _jsonable(self.rng.bit_generator.state)
+        if index < len(self._cached):
+            old = self._cached[index]
+            if not _same_allocation(old["allocation"], allocation) or old.get("rng") != rng_state:
+                raise Interrupted(
+                    f"the checkpoint in {self.out_dir} does not match this run at evaluation {index} "
+                    f"(tag {old.get('tag')!r}): it was written by another model, recipe, seed or code version. "
+                    "Remove the folder or run without resume.")
+            record = dict(old, replayed=True)
+            self.trajectory.append(record)
+            self._tick(record)
+            return record
+        model = self.builder.build(allocation)
+        if finetune_steps:
+            if self.finetune_fn is None:
+                raise KPruneError("finetune_steps > 0 needs fine-tuning data: give the recipe's `data` section "
+                                  "or pass finetune=callable(model, steps, seed) to kprune.search.run.")
+            self.finetune_fn(model, int(finetune_steps), self.seed + index)
+        score = float(self.evaluator(model))
+        record = {"index": index, "tag": tag, "allocation": allocation, "cost": self.cost(allocation),
+                  "score": score, "accepted": None, "finetune_steps": int(finetune_steps), "rng": rng_state,
+                  "seconds": round(time.time() - self._t0, 3)}
+        if info:
+            record["info"] = info
+        self.trajectory.append(record)
+        self.checkpoint()
+        self._tick(record)
+        return dict(record, replayed=False)
+
+    def accept(self, record: dict, accepted: bool = True) -> None:
+        """Marks an evaluated candidate as accepted (or rejected) by the algorithm."""
+        self.trajectory[record["index"]]["accepted"] = bool(accepted)
+        if not self.replaying:
+            self.checkpoint()
+
+    # -- carried weight states -------------------------------------------------------------------
+    def save_state(self, key: str, state: list) -> None:
+        """Stores a weight snapshot under ``key`` (kept in ``state.npz`` for resume)."""
+        self._states = {key: state}
+        if self.out_dir is not None and not self.replaying:
+            import io
+            buf = io.BytesIO()
+            np.savez(buf, **{f"{key}__{i}": a for i, a in enumerate(state)})
+            atomic_write_bytes(os.path.join(self.out_dir, STATE), buf.getvalue())
+            self.checkpoint()
+
+    def load_state(self, key: str):
+        """The snapshot saved under ``key`` in this run or the checkpoint, or None."""
+        return self._states.get(key)
+
+    def carry(self, key: str, compute) -> None:
+        """Makes a weight state the base of later candidates, computing it at most once.
+
+        ``compute() -> snapshot`` runs unless the state is in the checkpoint; while replaying
+        a state that was superseded later it is skipped (replayed candidates build nothing).
+        """
+        state = self.load_state(key)
+        if state is None:
+            if self.replaying:
+                return
+            state = compute()
+            self.save_state(key, state)
+        self.builder.set_base(state)
+
+    # -- checkpoint files ------------------------------------------------------------------------
+    def checkpoint(self) -> None:
+        """Writes ``checkpoint.json`` (header, trajectory, generator and algorithm state)."""
+        if self.out_dir is None:
+            return
+        atomic_write_json(os.path.join(self.out_dir, CHECKPOINT), {
+            "version": VERSION, **self.header, "trajectory": self.trajectory,
+            "rng": _jsonable(self.rng.bit_generator.state), "algorithm_state": self.state,
+            "saved_states": sorted(self._states)})
+
+    def _load(self):
+        if self.out_dir is None:
+            raise KPruneError("resume=True needs out_dir (the folder holding checkpoint.json).")
+        path = os.path.join(self.out_dir, CHECKPOINT)
+        if not os.path.exists(path):
+            return
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        for key, value in self.header.items():
+            if json.loads(json.dumps(value)) != data.get(key):
+                raise KPruneError(f"resume: {path} was written with a different `{key}` "
+                                  f"({data.get(key)!r}, now {value!r}). Use the same settings or a new out_dir.")
+        self._cached = list(data.get("trajectory", []))
+        state_path = os.path.join(self.out_dir, STATE)
+        if data.get("saved_states") and os.path.exists(state_path):
+            with np.load(state_path) as z:
+                for key in data["saved_states"]:
+                    arrays = sorted(((int(k.rsplit("__", 1)[1]), z[k]) for k in z.files if k.startswith(key + "__")))
+                    self._states[key] = [a for _, a in arrays]
+
+    def close(self):
+        if self._bar is not None:
+            self._bar.close()
+
+    def _tick(self, record):
+        if self._bar is not None:
+            self._bar.update(1)
+            self._bar.set_postfix(score=f"{record['score']:.4f}",
+                                  **{self.constraint: f"{record['cost'][self.constraint]:.4g}"})
+
+
+def _progress(verbose, name):
+    if not verbose:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(desc=f"search:{name}", unit="eval", leave=True)
+
+
+def _same_allocation(a: dict, b: dict) -> bool:
+    return set(a) == set(b) and all(abs(float(a[k]) - float(b[k])) <= 1e-12 for k in a)
+
+
+def _jsonable(obj):
+    return json.loads(json.dumps(obj, default=lambda o: o.tolist() if hasattr(o, "tolist") else str(o)))

@@ -1,0 +1,49 @@
+"""Tiny models and cheap deterministic evaluators shared by the search tests."""
+
+import keras
+import numpy as np
+
+PRUNE = {"criterion": "l1", "granularity": "filter",
+         "config_list": [{"op_types": ["Conv2D"], "sparsity": 0.5}]}
+
+
+def tiny_cnn(seed: int = 0):
+    """3-conv CNN on 12x12x3 inputs: conv(8)-bn-relu, conv(16)-relu, conv(16, stride 2), GAP, dense(4)."""
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((12, 12, 3), name="x")
+    h = keras.layers.Conv2D(8, 3, padding="same", name="c1")(inp)
+    h = keras.layers.BatchNormalization(name="bn1")(h)
+    h = keras.layers.ReLU(name="r1")(h)
+    h = keras.layers.Conv2D(16, 3, padding="same", name="c2")(h)
+    h = keras.layers.ReLU(name="r2")(h)
+    h = keras.layers.Conv2D(16, 3, strides=2, padding="same", name="c3")(h)
+    h = keras.layers.GlobalAveragePooling2D(name="gap")(h)
+    out = keras.layers.Dense(4, name="fc")(h)
+    return keras.Model(inp, out, name="tiny_cnn")
+
+
+class OutputMatch:
+    """Score = minus the mean squared difference to the dense model's outputs on fixed inputs.
+
+    ``fail_after`` makes the evaluator raise after that many calls (a simulated interruption).
+    """
+
+    def __init__(self, model, fail_after=None, seed=0):
+        self.x = np.random.default_rng(seed).normal(size=(16,) + tuple(model.input.shape[1:])).astype("float32")
+        self.ref = np.asarray(model(self.x))
+        self.calls = 0
+        self.fail_after = fail_after
+
+    def __call__(self, model):
+        if self.fail_after is not None and self.calls >= self.fail_after:
+            raise RuntimeError("simulated interruption")
+        self.calls += 1
+        return -float(np.mean((np.asarray(model(self.x)) - self.ref) ** 2))
+
+
+def strip_times(trajectory):
+    """The trajectory without wall-clock fields (for run-to-run comparisons)."""
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in trajectory]
+
+
+RECORD_KEYS = {"index", "tag", "allocation", "cost", "score", "accepted", "finetune_steps", "rng", "seconds"}
