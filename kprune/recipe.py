@@ -109,6 +109,10 @@ CONFIG_ENTRY = S.Section({
 PRUNE = S.Section({
     "criterion": F("str", "level", doc="importance criterion", check=_registry_check("criterion")),
     "granularity": F("str", "weight", check=_granularity_check, doc="what a pruned unit is"),
+    "block_shape": F("list", [1, 4], item=F("int"), check=_block_shape_check,
+                     doc="block granularity: [rows, cols] tile of the kernel's (inputs, outputs) view"),
+    "soft": F("bool", False, doc="soft pruning (SFP): pruned weights keep training and may regrow"),
+    "slim_lambda": F("float", 1e-4, low=0.0, doc="slim: weight λ of the λ·Σ|gamma| training penalty"),
     "scope": F("str", "layerwise", choices=("layerwise", "global")),
     "dependency_aware": F("bool", True, doc="prune coupled channels together (filter granularity)"),
     "aggregate": F("str", "sum", choices=("sum", "mean", "max"),
