@@ -15,8 +15,6 @@ zeroed as well before the channel can be removed exactly.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import keras
 import numpy as np
 from keras.src.layers.convolutional.base_conv import BaseConv
@@ -26,6 +24,7 @@ from keras.src.layers.convolutional.base_separable_conv import BaseSeparableConv
 from keras.src.layers.pooling.base_global_pooling import BaseGlobalPooling
 from keras.src.layers.pooling.base_pooling import BasePooling
 
+from kprune.graph_state import ChannelState, TInfo, Touch  # noqa: F401 - re-exported
 from kprune.graph_walk import unwrap
 
 L = keras.layers
@@ -52,79 +51,6 @@ ELEMENTWISE_OPS = {
 }
 # Custom per-channel scale layers: class name -> (weight attribute, config key of C).
 SCALE_FOLLOWERS = {"LayerScale": ("gamma", "projection_dim")}
-
-
-@dataclass
-class TInfo:
-    """Channel labels and zero flags of one tensor's last axis."""
-
-    labels: np.ndarray
-    zero: np.ndarray
-
-
-@dataclass
-class Touch:
-    """Weight positions that carry the given labels (one per position)."""
-
-    labels: np.ndarray
-    layer: object
-    weight: str
-    axis: int
-    role: str
-    positions: np.ndarray
-    requires_zero: bool = False
-
-
-class ChannelState:
-    """Union-find over channel labels, with reasons and recorded touches."""
-
-    def __init__(self):
-        self.parent: list[int] = []
-        self.reasons: dict[int, str] = {}
-        self.producers: set[int] = set()
-        self.touches: list[Touch] = []
-
-    def fresh(self, n: int, reason: str | None = None, producer: bool = False) -> np.ndarray:
-        start = len(self.parent)
-        self.parent.extend(range(start, start + n))
-        labels = np.arange(start, start + n, dtype=np.int64)
-        if reason is not None:
-            for i in range(start, start + n):
-                self.reasons[i] = reason
-        if producer:
-            self.producers.update(range(start, start + n))
-        return labels
-
-    def find(self, a: int) -> int:
-        parent = self.parent
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
-    def union(self, a: np.ndarray, b: np.ndarray) -> None:
-        for x, y in zip(a.tolist(), b.tolist()):
-            rx, ry = self.find(x), self.find(y)
-            if rx != ry:
-                self.parent[max(rx, ry)] = min(rx, ry)
-
-    def block(self, labels: np.ndarray, reason: str) -> None:
-        for label in np.unique(labels).tolist():
-            self.reasons.setdefault(label, reason)
-
-    def touch(self, info_labels, layer, weight, axis, role, positions=None, requires_zero=False):
-        positions = np.arange(len(info_labels)) if positions is None else positions
-        self.touches.append(
-            Touch(np.asarray(info_labels), layer, weight, axis, role, positions, requires_zero)
-        )
-
-    def roots(self) -> np.ndarray:
-        parent = np.asarray(self.parent, dtype=np.int64)
-        while True:
-            nxt = parent[parent]
-            if np.array_equal(nxt, parent):
-                return parent
-            parent = nxt
 
 
 def _desc(layer) -> str:
