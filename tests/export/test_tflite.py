@@ -16,7 +16,7 @@ from export_fixtures import random_images, small_convnet
 from kprune.errors import ExportError, KPruneError
 from kprune.export.evaluate import predict_tflite
 from kprune.export.interpreter import load_interpreter
-from kprune.export.tflite import ExportResult, representative_samples, to_tflite, write_atomic
+from kprune.export.tflite import ExportResult, to_tflite, write_atomic
 
 
 @pytest.fixture(scope="module")
@@ -74,29 +74,6 @@ def test_integer_io_dtypes(convnet, reference, tmp_path, io_dtype, np_dtype):
         assert scale > 0
     # predict_tflite quantizes inputs and dequantizes outputs, so results stay comparable.
     assert _relative_error(result.path, x, ref) < 5e-2
-
-
-def test_representative_data_forms(convnet):
-    x = random_images(10)
-    y = np.arange(10)
-    from_array = representative_samples(x, convnet, 4)
-    from_dataset = representative_samples(tf.data.Dataset.from_tensor_slices((x, y)).batch(3), convnet, 4)
-    from_unbatched = representative_samples(tf.data.Dataset.from_tensor_slices(x), convnet, 4)
-
-    def generator():
-        for i in range(10):
-            yield [x[i : i + 1]]
-
-    from_callable = representative_samples(generator, convnet, 4)
-    for samples in (from_array, from_dataset, from_unbatched, from_callable):
-        assert len(samples) == 4
-        assert all(len(s) == 1 and s[0].shape == (1, 12, 12, 3) for s in samples)
-        np.testing.assert_array_equal(samples[3][0][0], x[3])
-
-
-def test_representative_data_wrong_rank_is_clear(convnet):
-    with pytest.raises(ExportError, match=r"shape \(12, 12\).*rank 4"):
-        representative_samples(np.zeros((12, 12), "float32"), convnet, 4)
 
 
 def test_int8_from_dataset_of_labelled_batches(convnet, reference, tmp_path):
