@@ -304,7 +304,10 @@ def benchmark_android(
 
 def _device_info(base: list, serial: str, timeout: float) -> dict:
     props = ("ro.product.model", "ro.product.cpu.abi", "ro.build.version.release", "ro.soc.model")
-    output = _run(base + ["shell", "; ".join(f"getprop {p}" for p in props)], timeout, "adb shell getprop")
+    try:
+        output = _run(base + ["shell", "; ".join(f"getprop {p}" for p in props)], timeout, "adb shell getprop")
+    except ExportError:  # the description is informative only; never fail a finished benchmark on it
+        return {"serial": serial}
     values = output.replace("\r", "").splitlines() + [""] * len(props)
     info = {"serial": serial}
     for key, value in zip(("model", "abi", "android", "soc"), values):
