@@ -193,7 +193,9 @@ class Search(abc.ABC):
             tight = tighten(allocation, ctx.resource, target, cfg["max_sparsity"])
             if tight != allocation or score is None:
                 allocation = tight
-                score = ctx.evaluate(allocation, tag="final")["score"]
+                final = ctx.evaluate(allocation, tag="final")
+                ctx.accept(final)
+                score = final["score"]
             else:
                 ctx.builder.build(allocation)
             small = ctx.builder.compact()

@@ -75,19 +75,21 @@ class NetAdapt(Search):
             if current <= ctx.limit:
                 break
             target = max(ctx.limit, current - cfg["step"] * orig * cfg["step_decay"] ** i)
-            best, best_state = None, None
+            best, best_state, records = None, None, []
             for u in ctx.units:
                 candidate = self.proposal(ctx, allocation, u, target)
                 if candidate is None:
                     continue
                 rec = ctx.evaluate(candidate, tag=f"proposal:{u.name}", finetune_steps=cfg["finetune_steps"],
                                    info={"iteration": i, "unit": u.name, "target": target})
+                records.append(rec)
                 if best is None or rec["score"] > best["score"]:
                     best = rec
                     best_state = None if rec["replayed"] else ctx.builder.snapshot()
             if best is None:
                 break
-            ctx.accept(best)
+            for rec in records:
+                ctx.accept(rec, rec is best)
             allocation, score = best["allocation"], best["score"]
 
             def compute(best=best, best_state=best_state):

@@ -63,7 +63,9 @@ class Sensitivity(Search):
         allocation = dict(base)
         for r in range(1, rounds + 1):
             limit = ctx.limit if r == rounds else orig * (ctx.limit / orig) ** (r / rounds)
-            baseline = ctx.evaluate(base, tag=f"baseline:{r}")["score"]
+            rec = ctx.evaluate(base, tag=f"baseline:{r}")
+            ctx.accept(rec, False)
+            baseline = rec["score"]
             curves = {}
             for u in ctx.units:
                 curves[u.name] = {}
@@ -72,6 +74,7 @@ class Sensitivity(Search):
                         continue
                     rec = ctx.evaluate(dict(base, **{u.name: s}), tag=f"sensitivity:{u.name}",
                                        info={"round": r, "unit": u.name, "sparsity": s})
+                    ctx.accept(rec, False)
                     curves[u.name][s] = rec["score"]
             allocation, threshold = self.select(ctx, base, baseline, curves, limit)
             history.append({"round": r, "baseline": baseline, "threshold": threshold, "limit": limit,

@@ -139,7 +139,6 @@ class SimulatedAnnealing(Search):
             delta = abs(rec["score"] - cur_score)
             u = rng.uniform()
             accepted = rec["score"] > cur_score or u < math.exp(-delta / t)
-            ctx.accept(rec, accepted)
             if accepted:
                 current, cur_score = vec, rec["score"]
             if rec["score"] > best_score:
@@ -147,4 +146,5 @@ class SimulatedAnnealing(Search):
             t *= cfg["cool_down_rate"]
             ctx.state.update({"temperature": t, "current": current.tolist(), "current_score": cur_score,
                               "best_score": best_score})
+            ctx.accept(rec, accepted)  # writes the checkpoint with the state above
         return {"allocation": best, "score": best_score}
