@@ -136,3 +136,22 @@ def test_bench_android_without_adb(tflite_files, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     result = CliRunner().invoke(cli, ["bench", tflite_files[0], "--android"])
     assert result.exit_code == 1 and "adb was not found" in result.output
+
+
+def test_export_wrapped_keras_file(tmp_path):
+    import kprune
+
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, name="conv")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="fc")(keras.layers.Flatten()(x)))
+    wrapped = kprune.wrap(model, {"prune": {"criterion": "level", "config_list": [{"op_types": ["Conv2D"], "sparsity": 0.5}]}})
+    kprune.Pruner(wrapped).prune_now()
+    path = tmp_path / "wrapped.keras"
+    wrapped.save(path)
+    result = CliRunner().invoke(cli, ["export", str(path), "--out", str(tmp_path / "w.tflite")])
+    assert result.exit_code == 0, result.output
+    x = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype("float32")
+    from kprune.export.evaluate import predict_tflite
+
+    np.testing.assert_allclose(predict_tflite(tmp_path / "w.tflite", x), kprune.strip(wrapped).predict(x, verbose=0), rtol=1e-5, atol=1e-5)
