@@ -7,6 +7,8 @@
   latency, TFLite size and accuracy, seed and timings;
 * ``dense.keras`` (the trained dense model), ``model.keras`` (the pruned, compacted model),
   ``model.tflite`` and ``dense.tflite``;
+* ``search/`` — with ``prune.search``: the search's checkpoint, ``trajectory.json`` and
+  ``search.json`` (the allocation it chose replaces the ``config_list`` targets);
 * ``log.jsonl`` — one line per epoch and stage;
 * ``state.json`` and ``ckpt/`` — checkpoints after every stage and every epoch; with
   ``resume=True`` a run continues where it stopped.
@@ -166,13 +168,17 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
 
     # 2. prune (wrap, and apply one-shot masks now)
     schedule = recipe.prune["schedule"]["name"]
+    searched = bool(recipe.prune["search"])
     if r.done("prune"):
         pruned = keras.saving.load_model(r.path("ckpt/pruned.keras"))
     else:
-        pruned = kprune.wrap(dense, recipe)
-        if schedule == "oneshot":
-            Pruner(pruned, data=_statistics_data(r)).prune_now()
-        pruned_acc = training.accuracy(pruned, test) if schedule == "oneshot" else None
+        if searched:  # the search's allocation, applied one-shot (see _search)
+            pruned = _search(r, dense, resume)
+        else:
+            pruned = kprune.wrap(dense, recipe)
+            if schedule == "oneshot":
+                Pruner(pruned, data=_statistics_data(r)).prune_now()
+        pruned_acc = training.accuracy(pruned, test) if schedule == "oneshot" or searched else None
         save_model_atomic(pruned, r.path("ckpt/pruned.keras"))
         r.mark("prune", done=True, test_accuracy=pruned_acc)
         r.event(stage="prune", test_accuracy=pruned_acc, sparsity=kprune.sparsity(pruned)["total"])
@@ -215,6 +221,8 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
         "sparsity": sparsity,
         "compact_method": r.state["stages"]["compact"]["method"],
     }
+    if searched:
+        result["search"] = {k: v for k, v in r.state["stages"]["search"].items() if k != "done"}
 
     # 5. export and benchmark
     if recipe.export["enabled"]:
@@ -229,6 +237,20 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
     atomic_write_json(r.path("result.json"), result)
     r.event(stage="done", result=result)
     return result
+
+
+def _search(r: Run, dense, resume: bool):
+    """Runs ``prune.search`` on the dense model (checkpointed in ``out/search``) and returns the
+    pruned, wrapped candidate it chose (its allocation recipe, one-shot)."""
+    from kprune import search
+
+    res = search.run(dense, r.recipe, out_dir=r.path("search"), resume=resume, verbose=r.verbose)
+    info = {"algorithm": res.algorithm["name"], "constraint": res.constraint, "budget": res.budget,
+            "limit": res.limit, "met": res.met, "cost": res.cost, "score": res.score,
+            "evaluations": res.evaluations, "allocation": res.allocation, "seconds": res.seconds}
+    r.mark("search", done=True, **info)
+    r.event(stage="search", **info)
+    return res.pruned
 
 
 def _export(r: Run, dense, final, test) -> dict:
