@@ -32,16 +32,19 @@ def __getattr__(name):
     if name == "groups":
         from kprune.graph import groups
         return groups
+    if name == "LotteryTicket":
+        from kprune.lottery import LotteryTicket
+        return LotteryTicket
     if name == "compact":
         from kprune.surgery import compact
         return compact
     if name in ("models", "data", "counting", "graph", "surgery", "export", "criteria", "schedules",
-                "allocation", "selectors", "search"):
+                "allocation", "selectors", "search", "statistics", "granularity", "lottery"):
         import importlib
         return importlib.import_module(f"kprune.{name}")
     raise AttributeError(f"module 'kprune' has no attribute {name!r}")
 
 
-__all__ = ["Recipe", "wrap", "strip", "compact", "count", "sparsity", "groups", "PruneWrapper",
+__all__ = ["Recipe", "wrap", "strip", "compact", "count", "sparsity", "groups", "PruneWrapper", "LotteryTicket",
            "Pruner", "PruningCallback", "KPruneError", "RecipeError", "UnsupportedLayerError",
            "GraphError", "DataError", "ExportError"]

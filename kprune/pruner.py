@@ -70,8 +70,9 @@ class Pruner(LayerUnits):
         self._groups = None
         self._by_name = {w.name: w for w in self.wrappers}
         self.step = int(max(int(w.pruning_step.numpy()) for w in self.wrappers))
-        self.round = self.schedule.round_at(self.step) if self.schedule.name == "iterative" else 0
+        self.round = 0
         self.rewind_weights = None
+        self._final = False
         self.bind(steps_per_epoch)
         self.penalties_changed = self.install_penalties()
 
@@ -80,6 +81,8 @@ class Pruner(LayerUnits):
         self.steps_per_epoch = steps_per_epoch
         if steps_per_epoch or not self.schedule.in_epochs:
             self.schedule.bind(steps_per_epoch)
+            if self.schedule.name == "iterative" and self.schedule.round_length():
+                self.round = self.schedule.round_at(self.step)
         return self
 
     def install_penalties(self) -> int:
@@ -178,8 +181,24 @@ class Pruner(LayerUnits):
                 out[w.name] = final if step is None else self.schedule.sparsity(step, final)
         return out
 
+    def finalize(self):
+        """Soft pruning's last step: masks at the final target, applied to every coupled weight.
+
+        During soft filter pruning only the pruned filters themselves are zeroed (as in He et
+        al. 2018), so that they keep receiving gradients; this call zeroes the whole channel
+        group (biases, BatchNorm, consumers' input channels) so that ``compact`` removes the
+        channels exactly. It runs by itself at the schedule's last update step.
+        """
+        self._final = True
+        try:
+            self.update(step=None)
+        finally:
+            self._final = False
+
     def update(self, step=None, round_=None):
         """Recomputes every mask for the schedule's target at ``step`` and applies it."""
+        if self.soft and not self._final and (step is None or step == self.schedule.last_update_step()):
+            return self.finalize()
         targets = self.targets(step, round_)
         entries = {}
         for w in self.active:
@@ -357,7 +376,7 @@ class Pruner(LayerUnits):
                                              None if self.soft else f)
                      for g, ws, s, _, f in scored]
         for (g, *_), keep in zip(scored, keeps):
-            apply_group_keep(g, keep, soft=self.soft)
+            apply_group_keep(g, keep, soft=self.soft and not self._final)
 
     # -- reporting -----------------------------------------------------------------------------
     def state(self) -> dict:
@@ -370,13 +389,17 @@ def apply_group_keep(group, keep: np.ndarray, soft: bool = False):
     """Writes a channel group's keep-mask into the masks of every wrapped member.
 
     Pruned channels are zeroed along each member's axis at its index (producers' filters and
-    biases, followers' per-channel parameters, consumers' input channels). With ``soft`` the
-    kept channels of this group are re-enabled (other groups' indices are untouched).
+    biases, followers' per-channel parameters, consumers' input channels). With ``soft``
+    (soft filter pruning) only the producers' filters are zeroed and the kept filters of this
+    group are re-enabled, so that pruned filters keep receiving gradients through the
+    untouched biases and BatchNorm parameters (other groups' indices are untouched).
     """
     keep = np.asarray(keep, dtype=bool)
     touched = {}
     for m in group.members:
         if not isinstance(m.layer, PruneWrapper) or m.weight not in m.layer.masks:
+            continue
+        if soft and not (m.role == "producer" and m.weight in _MAIN_KERNELS + ("depthwise_kernel",)):
             continue
         key = (id(m.layer), m.weight)
         if key not in touched:
