@@ -7,12 +7,16 @@ checked against the masked one on one random image.
 
 Usage::
 
-    python benchmarks/surgery_time.py [--models ResNet50 EfficientNetB0] [--repeats 3]
+    python benchmarks/surgery_time.py [--models ResNet50 EfficientNetB0] [--repeats 3] [--out FILE.json]
+
+Prints a markdown table and writes the rows, the host and the 1-minute load average before
+and after to ``--out`` (default ``benchmarks/results/surgery_time.json``).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import sys
@@ -57,7 +61,10 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", default=["ResNet50", "EfficientNetB0"])
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default="benchmarks/results/surgery_time.json")
     args = parser.parse_args(argv)
+    load_before = os.getloadavg()
+    rows = []
     print(f"# host: {platform.processor() or platform.machine()}, cpus visible: {os.cpu_count()}, "
           f"keras {keras.__version__}, python {platform.python_version()}")
     print("| model | input | layers | groups | prunable | groups() s | compact() s | params before | params after | max |diff| |")
@@ -74,6 +81,17 @@ def main(argv=None) -> int:
         print(f"| {name} | {args.size}x{args.size} | {len(model.layers)} | {len(gs)} | "
               f"{sum(g.prunable for g in gs)} | {t_groups:.2f} | {t_compact:.2f} | "
               f"{model.count_params():,} | {small.count_params():,} | {diff:.2e} |", flush=True)
+        rows.append({"model": name, "input": args.size, "layers": len(model.layers), "groups": len(gs),
+                     "prunable": sum(g.prunable for g in gs), "groups_s": t_groups, "compact_s": t_compact,
+                     "params_before": model.count_params(), "params_after": small.count_params(), "max_abs_diff": diff})
+    load_after = os.getloadavg()
+    print(f"\n1-minute load average before/after: {load_before[0]:.2f} / {load_after[0]:.2f}")
+    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+    with open(args.out, "w") as handle:
+        json.dump({"args": vars(args), "host": {"machine": platform.machine(), "cpus": os.cpu_count(),
+                   "keras": keras.__version__, "python": platform.python_version()},
+                   "loadavg_before": load_before, "loadavg_after": load_after, "rows": rows}, handle, indent=1)
+    print(f"wrote {args.out}")
     return 0
 
 
