@@ -71,7 +71,7 @@ class SearchContext:
         self._t0 = time.time()
         if resume:
             self._load()
-        self._bar = _progress(verbose, self.header.get("algorithm", "search"))
+        self._bar = _progress(verbose, (self.header.get("algorithm") or {}).get("name", "search"))
 
     # -- costs ---------------------------------------------------------------------------------
     def cost(self, allocation: dict) -> dict:

@@ -187,3 +187,14 @@ def test_default_evaluator_and_finetune_read_the_recipe_data():
     w0 = model.get_layer("c1").kernel.numpy().copy()
     default_finetune(recipe)(model, 2, 0)
     assert not np.allclose(w0, model.get_layer("c1").kernel.numpy())
+
+
+def test_docs_list_every_search_key():
+    from kprune.search.base import COMMON
+    text = open("docs/search.md", encoding="utf-8").read()
+    keys = [k for k, f in COMMON.items() if f.kind != "dict"]
+    keys += [f"latency.{k}" for k in COMMON["latency"].section.fields]
+    for name in search.names():
+        keys += list(search._REGISTRY.lookup(name).FIELDS)
+    missing = [k for k in keys if f"`prune.search.{k}`" not in text]
+    assert not missing, f"docs/search.md does not document: {missing}"
