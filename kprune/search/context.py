@@ -30,8 +30,8 @@ STATE = "state.npz"
 VERSION = 1
 
 
-class Interrupted(KPruneError):
-    """Raised inside a search when a checkpoint replay meets a different candidate."""
+class CheckpointMismatch(KPruneError):
+    """A resumed search asked for a different candidate than the checkpoint recorded."""
 
 
 class SearchContext:
@@ -115,7 +115,7 @@ class SearchContext:
         if index < len(self._cached):
             old = self._cached[index]
             if not _same_allocation(old["allocation"], allocation) or old.get("rng") != rng_state:
-                raise Interrupted(
+                raise CheckpointMismatch(
                     f"the checkpoint in {self.out_dir} does not match this run at evaluation {index} "
                     f"(tag {old.get('tag')!r}): it was written by another model, recipe, seed or code version. "
                     "Remove the folder or run without resume.")

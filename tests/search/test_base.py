@@ -198,3 +198,17 @@ def test_docs_list_every_search_key():
         keys += list(search._REGISTRY.lookup(name).FIELDS)
     missing = [k for k in keys if f"`prune.search.{k}`" not in text]
     assert not missing, f"docs/search.md does not document: {missing}"
+
+
+def test_uniform_baseline_is_the_smallest_common_sparsity():
+    model = tiny_cnn()
+    r = search.run(model, PRUNE, evaluator=OutputMatch(model), name="uniform", constraint="params",
+                   budget=0.5, verbose=0)
+    values = set(r.allocation.values())
+    assert len(values) == 1 and r.cost["params"] <= 0.5 * r.original["params"] and r.evaluations == 1
+    s = values.pop()
+    prune = kprune.Recipe.from_dict({"prune": PRUNE}).prune
+    cm = CostModel(model, find_units(model, prune), prune)
+    # a slightly smaller common sparsity either keeps the same channels or is over the budget
+    lower = cm.predict({u: s - 1e-6 for u in r.allocation})["params"]
+    assert lower == r.cost["params"] or lower > r.limit
