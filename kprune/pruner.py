@@ -28,7 +28,7 @@ import numpy as np
 from kprune import allocation, criteria, granularity, lottery, schedules
 from kprune.errors import GraphError, KPruneError, RecipeError
 from kprune.pruner_units import LayerUnits
-from kprune.wrappers.prune_wrapper import PruneWrapper, weight_attributes
+from kprune.wrappers.prune_wrapper import PruneWrapper
 from kprune.wrappers.wrap import find_wrappers
 
 log = logging.getLogger("kprune")
@@ -73,6 +73,7 @@ class Pruner(LayerUnits):
         self.round = 0
         self.rewind_weights = None
         self._final = False
+        self._stat_cache = {}
         self.bind(steps_per_epoch)
         self.penalties_changed = self.install_penalties()
 
@@ -224,60 +225,6 @@ class Pruner(LayerUnits):
 
     def _is_global(self, spec, crit) -> bool:
         return crit.scope == "global" or (spec["scope"] == "global" and spec.get("total_sparsity") is not None)
-
-    # -- statistics ---------------------------------------------------------------------------
-    def _statistics(self, jobs) -> dict:
-        from kprune import statistics
-        stats = {"activations": {}, "gradients": {}}
-        act_layers, grad_vars = {}, {}
-        for entry, kind, params, crit, members, units in jobs:
-            if not ({"activations", "gradients"} & set(crit.needs)):
-                continue
-            if self.data is None:
-                raise KPruneError(
-                    f"criterion `{crit.name}` (prune.config_list[{entry}]) scores with "
-                    f"{' and '.join(n for n in crit.needs if n != 'weights')} measured on data, but no data "
-                    "was given. Pass a dataset of (x, y) batches: kprune.PruningCallback(data=ds) inside "
-                    "model.fit, or kprune.Pruner(model, data=ds).prune_now(); the recipe pipeline uses "
-                    "its training set.")
-            batches = crit.batches or int(self.plan.get("statistics_batches", 10))
-            layers = self._scored_layers(kind, members, units)
-            if "activations" in crit.needs:
-                act_layers.setdefault(batches, set()).update(name for name, _ in layers)
-            if "gradients" in crit.needs:
-                for name, attr in layers:
-                    grad_vars.setdefault(batches, {})[(name, attr)] = self._variable(name, attr)
-        for batches, names in act_layers.items():
-            stats["activations"].update(statistics.collect_activations(self.model, self.data, sorted(names),
-                                                                       batches))
-        for batches, variables in grad_vars.items():
-            got = statistics.collect_gradients(self.model, self.data, variables, batches, loss=self.loss)
-            stats["gradients"].update({(b, k): v for k, v in got.items() for b in [batches]})
-        return stats
-
-    def _scored_layers(self, kind, members, units):
-        """(layer name, weight attr) pairs a criterion scores for one entry."""
-        if kind == "filter":
-            return [(m.layer.name, m.weight) for g, _ in units for m in g.members
-                    if m.role == "producer" and m.weight in _MAIN_KERNELS]
-        return [(w.name, a) for w in members for a in self._kernel_attrs(w, kind)]
-
-    def _variable(self, name, attr):
-        layer = self._layer(name)
-        inner = layer.layer if isinstance(layer, PruneWrapper) else layer
-        return weight_attributes(inner)[attr]
-
-    def _layer(self, name):
-        if name in self._by_name:
-            return self._by_name[name]
-        from kprune.selectors import flatten_layers
-        return next(l for l in flatten_layers(self.model) if l.name == name)
-
-    def _stats_for(self, stats, crit, name, attr) -> dict:
-        batches = crit.batches or int(self.plan.get("statistics_batches", 10))
-        return {"activations": stats["activations"].get(name),
-                "gradients": stats["gradients"].get((batches, (name, attr))),
-                "seed": int(self.plan.get("seed", 0)), "name": f"{name}/{attr}"}
 
     # -- filters ------------------------------------------------------------------------------
     def groups(self):

@@ -1,8 +1,9 @@
-"""Per-layer mask updates of the :class:`kprune.Pruner`: weight, channel, n:m and block.
+"""Parts of the :class:`kprune.Pruner`: statistics per update, and the per-layer mask updates.
 
-Filter granularity goes through channel groups (``Pruner._update_filters``); the other
-granularities mask each selected layer's own kernels, as described in
-:mod:`kprune.granularity`.
+Data-driven criteria get their activations and gradients collected once per mask update
+(:mod:`kprune.statistics`). Filter granularity goes through channel groups
+(``Pruner._update_filters``); the other granularities (weight, channel, n:m, block) mask
+each selected layer's own kernels, as described in :mod:`kprune.granularity`.
 """
 
 from __future__ import annotations
@@ -10,12 +11,69 @@ from __future__ import annotations
 import numpy as np
 
 from kprune import allocation, granularity
-from kprune.errors import RecipeError
-from kprune.wrappers.prune_wrapper import KERNEL_WEIGHTS
+from kprune.errors import KPruneError, RecipeError
+from kprune.wrappers.prune_wrapper import KERNEL_WEIGHTS, PruneWrapper, weight_attributes
+
+_MAIN_KERNELS = ("kernel", "pointwise_kernel")
 
 
 class LayerUnits:
-    """Mixin of :class:`kprune.Pruner` for the per-layer granularities."""
+    """Mixin of :class:`kprune.Pruner`: statistics and the per-layer granularities."""
+
+    # -- statistics ---------------------------------------------------------------------------
+    def _statistics(self, jobs) -> dict:
+        from kprune import statistics
+        stats = {"activations": {}, "gradients": {}}
+        act_layers, grad_vars = {}, {}
+        for entry, kind, params, crit, members, units in jobs:
+            if not ({"activations", "gradients"} & set(crit.needs)):
+                continue
+            if self.data is None:
+                raise KPruneError(
+                    f"criterion `{crit.name}` (prune.config_list[{entry}]) scores with "
+                    f"{' and '.join(n for n in crit.needs if n != 'weights')} measured on data, but no data "
+                    "was given. Pass a dataset of (x, y) batches: kprune.PruningCallback(data=ds) inside "
+                    "model.fit, or kprune.Pruner(model, data=ds).prune_now(); the recipe pipeline uses "
+                    "its training set.")
+            batches = crit.batches or int(self.plan.get("statistics_batches", 10))
+            layers = self._scored_layers(kind, members, units)
+            if "activations" in crit.needs:
+                act_layers.setdefault(batches, set()).update(name for name, _ in layers)
+            if "gradients" in crit.needs:
+                for name, attr in layers:
+                    grad_vars.setdefault(batches, {})[(name, attr)] = self._variable(name, attr)
+        for batches, names in act_layers.items():
+            stats["activations"].update(statistics.collect_activations(
+                self.model, self.data, sorted(names), batches, cache=self._stat_cache))
+        for batches, variables in grad_vars.items():
+            got = statistics.collect_gradients(self.model, self.data, variables, batches, loss=self.loss,
+                                               cache=self._stat_cache)
+            stats["gradients"].update({(b, k): v for k, v in got.items() for b in [batches]})
+        return stats
+
+    def _scored_layers(self, kind, members, units):
+        """(layer name, weight attr) pairs a criterion scores for one entry."""
+        if kind == "filter":
+            return [(m.layer.name, m.weight) for g, _ in units for m in g.members
+                    if m.role == "producer" and m.weight in _MAIN_KERNELS]
+        return [(w.name, a) for w in members for a in self._kernel_attrs(w, kind)]
+
+    def _variable(self, name, attr):
+        layer = self._layer(name)
+        inner = layer.layer if isinstance(layer, PruneWrapper) else layer
+        return weight_attributes(inner)[attr]
+
+    def _layer(self, name):
+        if name in self._by_name:
+            return self._by_name[name]
+        from kprune.selectors import flatten_layers
+        return next(l for l in flatten_layers(self.model) if l.name == name)
+
+    def _stats_for(self, stats, crit, name, attr) -> dict:
+        batches = crit.batches or int(self.plan.get("statistics_batches", 10))
+        return {"activations": stats["activations"].get(name),
+                "gradients": stats["gradients"].get((batches, (name, attr))),
+                "seed": int(self.plan.get("seed", 0)), "name": f"{name}/{attr}"}
 
     @staticmethod
     def _kernel_attrs(w, kind) -> list:

@@ -241,7 +241,7 @@ def _graph_runner(model, keys):
     return tf.function(run, reduce_retracing=True)
 
 
-def collect_activations(model, data, names, batches: int = 10) -> dict:
+def collect_activations(model, data, names, batches: int = 10, cache: dict | None = None) -> dict:
     """Per-channel post-activation statistics of the named layers on ``batches`` batches.
 
     Args:
@@ -249,6 +249,8 @@ def collect_activations(model, data, names, batches: int = 10) -> dict:
         data: see :func:`iter_batches` (labels are not needed).
         names: layer names.
         batches: how many batches (default 10).
+        cache: a dict kept between calls on the same model (the Pruner's) so that the traced
+            graph function is reused (default None).
 
     Returns:
         ``{name: ActivationStats}``.
@@ -258,9 +260,13 @@ def collect_activations(model, data, names, batches: int = 10) -> dict:
         >>> stats["conv1"].apoz.shape
         (16,)
     """
-    sources = activation_sources(model, names)
-    keys = list(dict.fromkeys(s.key for s in sources.values()))
-    run = _graph_runner(model, keys)
+    cache = {} if cache is None else cache
+    names = tuple(sorted(names))
+    if ("act", names) not in cache:
+        sources = activation_sources(model, names)
+        keys = list(dict.fromkeys(s.key for s in sources.values()))
+        cache[("act", names)] = (sources, keys, _graph_runner(model, keys))
+    sources, keys, run = cache[("act", names)]
     acc = {}
     for x, _, _ in iter_batches(data, batches):
         values = dict(zip(keys, run(x)))
@@ -289,7 +295,8 @@ def loss_function(model, loss=None):
     return keras.losses.SparseCategoricalCrossentropy(from_logits=not softmax)
 
 
-def collect_gradients(model, data, variables: dict, batches: int = 10, loss=None) -> dict:
+def collect_gradients(model, data, variables: dict, batches: int = 10, loss=None,
+                      cache: dict | None = None) -> dict:
     """Gradient statistics of the loss w.r.t. the given variables over ``batches`` batches.
 
     Args:
@@ -298,12 +305,11 @@ def collect_gradients(model, data, variables: dict, batches: int = 10, loss=None
         variables: ``{key: variable}`` for trainable variables of ``model``.
         batches: how many batches (default 10).
         loss: a loss callable or name (default: see :func:`loss_function`).
+        cache: a dict kept between calls on the same model, to reuse the traced function.
 
     Returns:
         ``{key: GradientStats}``.
     """
-    import tensorflow as tf
-
     trainable = list(model.trainable_variables)
     position = {id(v): i for i, v in enumerate(trainable)}
     missing = [k for k, v in variables.items() if id(v) not in position]
@@ -313,6 +319,27 @@ def collect_gradients(model, data, variables: dict, batches: int = 10, loss=None
     chosen = [position[id(variables[k])] for k in keys]
     non_trainable = list(model.non_trainable_variables)
     loss_fn = loss_function(model, loss)
+    cache = {} if cache is None else cache
+    tag = ("grad", tuple(chosen), id(loss))
+    if tag not in cache:
+        cache[tag] = _gradient_fn(model, trainable, non_trainable, chosen, loss_fn)
+    grads_of = cache[tag]
+    weights = {k: np.asarray(variables[k].numpy(), dtype=np.float64) for k in keys}
+    acc = {k: GradientStats(np.zeros_like(w), np.zeros_like(w), [np.zeros(n) for n in w.shape], 0)
+           for k, w in weights.items()}
+    for x, y, _ in iter_batches(data, batches):
+        if y is None:
+            raise DataError("gradient statistics need labels: the data must yield (x, y) batches.")
+        for k, g in zip(keys, grads_of(x, y)):
+            g = np.zeros_like(weights[k]) if g is None else np.asarray(g, dtype=np.float64)
+            acc[k]._add(weights[k], g)
+    return {k: s._finish() for k, s in acc.items()}
+
+
+def _gradient_fn(model, trainable, non_trainable, chosen, loss_fn):
+    """A ``tf.function`` (x, y) -> gradients of the loss w.r.t. ``trainable[chosen]``, in
+    training mode through ``stateless_call`` (the new non-trainable values are dropped)."""
+    import tensorflow as tf
 
     @tf.function(reduce_retracing=True)
     def grads_of(x, y):
@@ -324,13 +351,4 @@ def collect_gradients(model, data, variables: dict, batches: int = 10, loss=None
             value = loss_fn(y, pred)
         return tape.gradient(value, [values[i] for i in chosen])
 
-    weights = {k: np.asarray(variables[k].numpy(), dtype=np.float64) for k in keys}
-    acc = {k: GradientStats(np.zeros_like(w), np.zeros_like(w), [np.zeros(n) for n in w.shape], 0)
-           for k, w in weights.items()}
-    for x, y, _ in iter_batches(data, batches):
-        if y is None:
-            raise DataError("gradient statistics need labels: the data must yield (x, y) batches.")
-        for k, g in zip(keys, grads_of(x, y)):
-            g = np.zeros_like(weights[k]) if g is None else np.asarray(g, dtype=np.float64)
-            acc[k]._add(weights[k], g)
-    return {k: s._finish() for k, s in acc.items()}
+    return grads_of
