@@ -30,6 +30,7 @@ class Random(Criterion):
     """
 
     name = "random"
+    needs = ()
     paper = "Blalock et al. 2020, What is the State of Neural Network Pruning? (ShrinkBench)"
 
     def __call__(self, kernel, axis=None, seed=0, name="", **stats):

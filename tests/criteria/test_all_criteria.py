@@ -41,3 +41,9 @@ def test_every_criterion_from_a_recipe(name):
         assert sp["conv1"] == pytest.approx(0.5, abs=1e-3) and sp["conv2"] == pytest.approx(0.5, abs=1e-3)
     np.testing.assert_array_equal(w.get_layer("conv1").layer.kernel.numpy() == 0,
                                   w.get_layer("conv1").masks["kernel"].numpy() == 0)
+
+
+def test_docs_list_every_criterion():
+    text = open("docs/criteria.md", encoding="utf-8").read()
+    missing = [n for n in criteria.names() if f"| `{n}` |" not in text]
+    assert not missing, f"docs/criteria.md does not document: {missing}"
