@@ -100,3 +100,23 @@ def test_channel_granularity_masks_input_channels():
     np.testing.assert_array_equal(np.sort(pruned), np.sort(np.argsort(norms)[:2]))
     assert np.all(mask[:, :, np.setdiff1d(np.arange(8), pruned), :] == 1)
     assert not isinstance(w.get_layer("fc"), kprune.PruneWrapper) or not w.get_layer("fc").spec
+
+
+def test_global_block_and_channel_rank_across_layers():
+    inp = keras.Input((8,))
+    h = keras.layers.Dense(8, name="a")(inp)
+    out = keras.layers.Dense(8, name="b")(h)
+    m = keras.Model(inp, out)
+    m.get_layer("b").set_weights([m.get_layer("b").kernel.numpy() * 100, np.zeros(8, "float32")])
+    for gran in ("block", "channel"):
+        w = kprune.wrap(m, {"prune": {"criterion": "l1", "granularity": gran, "scope": "global",
+                                      "block_shape": [2, 2],
+                                      "config_list": [{"op_names": ["a", "b"], "total_sparsity": 0.5}]}})
+        kprune.Pruner(w).prune_now()
+        sp = kprune.sparsity(w)
+        assert sp["total"] == pytest.approx(0.5)
+        # the small layer goes first, down to max_sparsity_per_layer (0.99: one unit kept)
+        if gran == "channel":   # 8 channels of 8 weights per layer: 7 of a, then 1 of b
+            assert (sp["a"], sp["b"]) == (7 / 8, 1 / 8)
+        else:                   # 16 tiles of 4 weights per layer: 15 of a, then 1 of b
+            assert (sp["a"], sp["b"]) == (15 / 16, 1 / 16)

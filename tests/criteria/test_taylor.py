@@ -67,3 +67,24 @@ def test_gradient_stats_from_batches():
     np.testing.assert_allclose(s.gw2, [[5.0, 4.0]])
     np.testing.assert_allclose(s.gw_axis2[0], [(9 + 1) / 2])        # (1+2)^2, (3-2)^2
     assert s.batches == 2
+
+
+def test_taylor_during_fit_with_agp_and_callback_data():
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(32, 3)).astype("float32"), rng.normal(size=(32, 1)).astype("float32")
+    w1, w2 = rng.normal(size=(3, 4)), rng.normal(size=(4, 1))
+    model = kprune.wrap(two_layer(w1, w2), {"prune": {
+        "criterion": "taylor_fo", "granularity": "filter", "statistics_batches": 2,
+        "schedule": {"name": "agp", "start_step": 0, "end_step": 4, "frequency": 2},
+        "config_list": [{"op_names": ["d1"], "sparsity": 0.5}]}})
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[kprune.PruningCallback(data=(x, y))])
+    mask = model.get_layer("d1").masks["kernel"].numpy()
+    assert mask[0].sum() == 2 and np.all(mask == mask[0])
+    import pytest
+    with pytest.raises(kprune.KPruneError, match="taylor_fo"):
+        again = kprune.wrap(two_layer(w1, w2), {"prune": {
+            "criterion": "taylor_fo", "granularity": "filter",
+            "config_list": [{"op_names": ["d1"], "sparsity": 0.5}]}})
+        again.compile("sgd", "mse")
+        again.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[kprune.PruningCallback()])
