@@ -139,8 +139,13 @@ class Pruner(LayerUnits):
             optimizer: the optimizer to reset (default: ``model.optimizer`` if any; None skips).
         """
         if self.rewind_weights is None:
-            raise KPruneError("no rewind point stored: call pruner.snapshot() at the rewind step "
-                              "(kprune.LotteryTicket and the iterative schedule do it for you).")
+            raise KPruneError(
+                f"no rewind point stored for model `{self.model.name}` at pruning step {self.step}: the "
+                "iterative schedule snapshots the weights when training passes the rewind step "
+                f"({self.schedule_rewind_step()}), and a model reloaded from a .keras file after that "
+                "has lost it. Save it with kprune.lottery.save_snapshot(pruner.rewind_weights, path) and "
+                "restore it with pruner.rewind_weights = kprune.lottery.load_snapshot(path), or call "
+                "pruner.snapshot() to rewind to the current weights.")
         lottery.restore(self.model, self.rewind_weights)
         for w in self.wrappers:
             w.apply_masks()

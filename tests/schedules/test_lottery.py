@@ -110,3 +110,12 @@ def test_lottery_ticket_needs_the_iterative_schedule():
                                                                                  "sparsity": 0.5}]}})
     with pytest.raises(kprune.KPruneError, match="iterative"):
         LotteryTicket(model)
+
+
+def test_rewind_without_a_snapshot_explains_how_to_restore_one():
+    model = kprune.wrap(mlp(), recipe())
+    pruner = kprune.Pruner(model)
+    pruner.step = 5
+    pruner.rewind_weights = None
+    with pytest.raises(kprune.KPruneError, match="load_snapshot"):
+        pruner.rewind()
