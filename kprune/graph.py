@@ -237,47 +237,64 @@ def _union_shared_positions(state: ChannelState) -> None:
 
 
 def _summarize(state: ChannelState, roots: np.ndarray) -> list:
+    """Group channel roots by the weight slices they touch (vectorized over all touches)."""
     root_reason: dict = {}
     for label, reason in state.reasons.items():
         root_reason.setdefault(int(roots[label]), reason)
     with_producer = set(roots[list(state.producers)].tolist()) if state.producers else set()
-    entries: dict = {}  # root -> {mkey: positions}
-    mkeys: dict = {}  # mkey -> [first touch index, layer, requires_zero]
-    for i, t in enumerate(state.touches):
+    mkeys: dict = {}  # mkey -> member id (first-touch order)
+    infos: list = []  # member id -> [mkey, layer, requires_zero]
+    rs, ms, ps = [], [], []
+    for t in state.touches:
         mkey = (id(t.layer), t.weight, t.axis, t.role)
-        info = mkeys.setdefault(mkey, [i, t.layer, False])
-        info[2] = info[2] or t.requires_zero
-        r = roots[t.labels]
-        order = np.argsort(r, kind="stable")
-        uniq, starts = np.unique(r[order], return_index=True)
-        bounds = list(starts[1:]) + [len(order)]
-        pos_sorted = np.asarray(t.positions)[order]
-        for u, a, b in zip(uniq.tolist(), starts.tolist(), bounds):
-            slot = entries.setdefault(u, {})
-            pos = np.sort(pos_sorted[a:b])
-            slot[mkey] = pos if mkey not in slot else np.union1d(slot[mkey], pos)
+        mid = mkeys.setdefault(mkey, len(mkeys))
+        if mid == len(infos):
+            infos.append([mkey, t.layer, False])
+        infos[mid][2] = infos[mid][2] or t.requires_zero
+        rs.append(roots[t.labels])
+        ms.append(np.full(len(t.labels), mid, dtype=np.int64))
+        ps.append(np.asarray(t.positions, dtype=np.int64))
+    if not rs:
+        return []
+    r, m, p = np.concatenate(rs), np.concatenate(ms), np.concatenate(ps)
+    order = np.lexsort((p, m, r))
+    r, m, p = r[order], m[order], p[order]
+    fresh = np.ones(len(r), bool)
+    fresh[1:] = (r[1:] != r[:-1]) | (m[1:] != m[:-1]) | (p[1:] != p[:-1])
+    r, m, p = r[fresh], m[fresh], p[fresh]  # a shared layer touches a position twice
+    pair_new = np.ones(len(r), bool)
+    pair_new[1:] = (r[1:] != r[:-1]) | (m[1:] != m[:-1])
+    pair_start = np.flatnonzero(pair_new)
+    pair_count = np.diff(np.append(pair_start, len(r)))
+    pair_root, pair_member = r[pair_start], m[pair_start]
+    root_new = np.ones(len(pair_root), bool)
+    root_new[1:] = pair_root[1:] != pair_root[:-1]
+    root_first = np.flatnonzero(root_new)
+    root_end = np.append(root_first[1:], len(pair_root))
+    members_l, counts_l = pair_member.tolist(), pair_count.tolist()
     by_sig: dict = {}
-    for root, slot in entries.items():
-        keys = sorted(slot, key=lambda mk: mkeys[mk][0])
+    for i, (a, b) in enumerate(zip(root_first.tolist(), root_end.tolist())):
+        root = int(pair_root[a])
         reason = root_reason.get(root)
         if reason is None and root not in with_producer:
             reason = NO_PRODUCER
-        sig = (tuple((mk, len(slot[mk])) for mk in keys), reason)
-        by_sig.setdefault(sig, []).append(root)
+        sig = (tuple(members_l[a:b]), tuple(counts_l[a:b]), reason)
+        by_sig.setdefault(sig, []).append(i)
     result = []
-    for (sig, reason), rts in by_sig.items():
-        keys = [mk for mk, _ in sig]
-        rts.sort(key=lambda r: tuple(int(entries[r][mk][0]) for mk in keys))
+    for (mids, counts, reason), idx in by_sig.items():
+        idx = np.asarray(idx)
+        firsts = [p[pair_start[root_first[idx] + j]] for j in range(len(mids))]
+        idx = idx[np.lexsort(firsts[::-1])]
         members = []
-        for mk in keys:
-            index = np.stack([entries[r][mk] for r in rts]).astype(np.int64)
-            _, layer, req = mkeys[mk]
-            role = mk[3]
-            members.append(Member(layer, mk[1], int(mk[2]), index, role,
-                                  requires_zero=bool(req) and role == "consumer"))
-        first = min(mkeys[mk][0] for mk in keys)
-        result.append((first, ChannelGroup(0, len(rts), members, reason is None, reason,
-                                           np.asarray(rts, dtype=np.int64))))
+        for j, (mid, k) in enumerate(zip(mids, counts)):
+            starts = pair_start[root_first[idx] + j]
+            index = p[starts[:, None] + np.arange(k)]
+            mkey, layer, req = infos[mid]
+            members.append(Member(layer, mkey[1], int(mkey[2]), index, mkey[3],
+                                  requires_zero=bool(req) and mkey[3] == "consumer"))
+        group_roots = pair_root[root_first[idx]]
+        result.append((min(mids), ChannelGroup(0, len(idx), members, reason is None, reason,
+                                               group_roots.astype(np.int64))))
     result.sort(key=lambda fg: (fg[0], int(fg[1].roots[0])))
     out = []
     for i, (_, g) in enumerate(result):

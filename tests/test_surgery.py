@@ -257,11 +257,18 @@ def test_wrapped_model_with_group_masks():
     assert_same_function(kprune.strip(wrapped), compact(kprune.strip(wrapped)), (8, 8, 3))
 
 
+SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize("name,shape,width", [
-    ("vgg16", (32, 32, 3), 0.125), ("vgg19", (32, 32, 3), 0.125),
-    ("resnet18", (32, 32, 3), 0.125), ("resnet20", (32, 32, 3), 0.5),
-    ("resnet50", (32, 32, 3), 0.125), ("resnet56", (32, 32, 3), 0.25),
-    ("mobilenetv2", (32, 32, 3), 0.25), ("lenet5", (28, 28, 1), 1.0),
+    pytest.param("vgg16", (32, 32, 3), 0.125, marks=SLOW),
+    pytest.param("vgg19", (32, 32, 3), 0.125, marks=SLOW),
+    pytest.param("resnet18", (32, 32, 3), 0.125, marks=SLOW),
+    ("resnet20", (32, 32, 3), 0.5),
+    pytest.param("resnet50", (32, 32, 3), 0.125, marks=SLOW),
+    pytest.param("resnet56", (32, 32, 3), 0.25, marks=SLOW),
+    pytest.param("mobilenetv2", (32, 32, 3), 0.25, marks=SLOW),
+    ("lenet5", (28, 28, 1), 1.0),
     ("lenet300_100", (28, 28, 1), 1.0),
 ])
 def test_zoo_models(name, shape, width):
