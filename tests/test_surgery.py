@@ -124,6 +124,19 @@ def nested_and_shared():
                              L.Dense(3)])
 
 
+def merges():
+    x = keras.Input((6, 6, 3))
+    a = L.Conv2D(6, 3, padding="same", activation="relu")(x)
+    b = L.Conv2D(6, 1)(x)
+    c = L.Conv2D(6, 1, activation="tanh")(x)
+    h = L.Subtract()([a, b])
+    h = L.Maximum()([h, c])
+    h = L.Minimum()([h, a])
+    h = L.Average()([h, L.Conv2D(6, 1)(x)])
+    h = L.BatchNormalization()(h)
+    return keras.Model(x, L.Conv2D(2, 1)(h))
+
+
 def embedding_text():
     x = keras.Input((6,), dtype="int32")
     h = L.Embedding(20, 8)(x)
@@ -141,6 +154,7 @@ ARCHS = {
     "transpose_2d": (transpose_2d, (6, 6, 3)),
     "mlp_einsum": (mlp_einsum, (5, 12)),
     "nested_and_shared": (nested_and_shared, (8, 8, 3)),
+    "merges": (merges, (6, 6, 3)),
 }
 
 
