@@ -1,0 +1,142 @@
+"""Compare sparsity searches under one budget: accuracy after the same fine-tuning, and search cost.
+
+Trains a zoo model on Fashion-MNIST (cached per seed), then for every algorithm runs
+``kprune.search`` under the budget with the default evaluator (validation accuracy on
+``--eval-take`` examples), fine-tunes the chosen pruned model for the same number of epochs,
+and reports test accuracy, measured params/FLOPs and the search's evaluations and minutes.
+
+    python benchmarks/search_compare.py --model resnet20 --width 0.25 --constraint params --budget 0.1 \\
+        --algorithms uniform,sensitivity,simulated_annealing,netadapt --seeds 0 1 2
+
+Writes ``benchmarks/results/search_<model>_<constraint>_<budget>.json`` and prints a
+markdown table (mean ± std over seeds).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _recipe(args, seed):
+    import kprune
+    return kprune.Recipe.from_dict({
+        "seed": seed,
+        "data": {"name": "fashion_mnist", "batch_size": 128, "take": args.train_take},
+        "train": {"epochs": args.epochs, "optimizer": {"name": "adam", "learning_rate": 0.002}},
+        "finetune": {"epochs": args.finetune_epochs, "optimizer": {"name": "adam", "learning_rate": 0.001}},
+        "prune": {"criterion": "l1", "granularity": "filter",
+                  "config_list": [{"op_types": ["Conv2D", "Dense"], "sparsity": 0.5}]},
+    })
+
+
+def _train(model, recipe, section, seed):
+    import keras
+    from kprune import data, training
+    cfg = getattr(recipe, section)
+    ds = data.load("fashion_mnist", split="train", batch_size=128, shuffle=True, seed=seed,
+                   take=recipe.data["take"], validation_fraction=0.1)
+    steps = training.steps_in(ds)
+    training.compile_model(model, cfg, steps, cfg["epochs"])
+    keras.utils.set_random_seed(seed)
+    model.fit(ds, epochs=cfg["epochs"], verbose=0)
+    return model
+
+
+def run(args):
+    import keras
+
+    import kprune
+    from kprune import data, search, training
+
+    test = data.load("fashion_mnist", split="test", batch_size=256, shuffle=False, take=args.test_take)
+    rows = []
+    for seed in args.seeds:
+        recipe = _recipe(args, seed)
+        dense_path = os.path.join(args.work, f"dense_{args.model}_{args.width}_{seed}.keras")
+        if os.path.exists(dense_path):
+            dense = keras.saving.load_model(dense_path)
+        else:
+            keras.utils.set_random_seed(seed)
+            dense = kprune.models.get(args.model, input_shape=(28, 28, 1), num_classes=10, width=args.width)
+            dense = _train(dense, recipe, "train", seed)
+            os.makedirs(args.work, exist_ok=True)
+            dense.save(dense_path)
+        dense_acc = training.accuracy(dense, test)
+        for name in args.algorithms:
+            t0 = time.time()
+            options = {"eval_take": args.eval_take}
+            if name == "netadapt":
+                options["step"] = args.netadapt_step
+            result = search.run(dense, recipe, name=name, constraint=args.constraint, budget=args.budget,
+                                seed=seed, verbose=0, out_dir=os.path.join(args.work, f"{name}_{seed}"), **options)
+            minutes = (time.time() - t0) / 60
+            pruned = result.pruned
+            pruned_acc = training.accuracy(pruned, test)
+            pruned = _train(pruned, recipe, "finetune", seed)
+            small = kprune.compact(pruned)
+            c = kprune.count(small)
+            row = {"seed": seed, "algorithm": name, "dense_accuracy": dense_acc, "pruned_accuracy": pruned_acc,
+                   "finetuned_accuracy": training.accuracy(small, test), "params": c.params, "flops": c.flops,
+                   "original": result.original, "limit": result.limit, "evaluations": result.evaluations,
+                   "search_minutes": round(minutes, 2), "allocation": result.allocation}
+            rows.append(row)
+            print(json.dumps({k: v for k, v in row.items() if k != "allocation"}), flush=True)
+    return rows
+
+
+def table(rows, args) -> str:
+    out = [f"{args.model} width {args.width}, Fashion-MNIST ({args.train_take} training examples, "
+           f"{args.epochs} epochs), {args.constraint} budget {args.budget}, {args.finetune_epochs} fine-tuning "
+           f"epoch(s), seeds {args.seeds}", "",
+           "| algorithm | test acc. after fine-tuning | before fine-tuning | params | FLOPs | evaluations | search min |",
+           "|---|---|---|---|---|---|---|"]
+
+    def ms(values, fmt):
+        if len(values) == 1:
+            return fmt.format(values[0])
+        return f"{fmt.format(statistics.mean(values))} ± {fmt.format(statistics.stdev(values))}"
+
+    for name in args.algorithms:
+        rs = [r for r in rows if r["algorithm"] == name]
+        out.append(f"| {name} | {ms([r['finetuned_accuracy'] for r in rs], '{:.4f}')} | "
+                   f"{ms([r['pruned_accuracy'] for r in rs], '{:.4f}')} | {ms([r['params'] for r in rs], '{:.0f}')} | "
+                   f"{ms([r['flops'] for r in rs], '{:.0f}')} | {ms([r['evaluations'] for r in rs], '{:.0f}')} | "
+                   f"{ms([r['search_minutes'] for r in rs], '{:.2f}')} |")
+    return "\n".join(out)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="resnet20")
+    p.add_argument("--width", type=float, default=0.25)
+    p.add_argument("--constraint", default="params", choices=("params", "flops", "latency"))
+    p.add_argument("--budget", type=float, default=0.1)
+    p.add_argument("--algorithms", type=lambda s: s.split(","),
+                   default=["uniform", "sensitivity", "simulated_annealing", "netadapt"])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--train-take", type=int, default=12000)
+    p.add_argument("--test-take", type=int, default=2000)
+    p.add_argument("--eval-take", type=int, default=500)
+    p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--finetune-epochs", type=int, default=1)
+    p.add_argument("--netadapt-step", type=float, default=0.1)
+    p.add_argument("--work", default="/tmp/kprune_search_compare")
+    args = p.parse_args()
+    rows = run(args)
+    text = table(rows, args)
+    print(text)
+    path = os.path.join(os.path.dirname(__file__), "results",
+                        f"search_{args.model}_{args.constraint}_{args.budget}.json")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump({"args": vars(args), "rows": rows, "table": text}, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
