@@ -254,7 +254,10 @@ def apply_rule(state: ChannelState, call, infos: list[TInfo]) -> list[TInfo]:
     if isinstance(layer, PASSTHROUGH) or name in PASSTHROUGH_NAMES:
         return [TInfo(x.labels, x.zero)]
     if isinstance(layer, ELEMENTWISE):
-        return _elementwise(state, call, infos, layer, what)
+        outs = _elementwise(state, call, infos, layer, what)
+        if isinstance(layer, L.Rescaling) and max(np.size(layer.scale), np.size(layer.offset)) > 1:
+            state.block(outs[0].labels, f"per-channel scale or offset of {what}")
+        return outs
     if isinstance(layer, MERGES) or name in MERGE_NAMES:
         return _elementwise(state, call, infos, lambda *a, **k: layer(*a, **k), what)
     if isinstance(layer, L.Concatenate):

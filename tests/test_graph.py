@@ -255,3 +255,15 @@ def test_format_groups_lists_every_group():
     lines = text.splitlines()
     assert len(lines) == 4
     assert "c1 -> bn -> c2" in text and "no (reaches the model output 'c2')" in text
+
+
+def test_per_channel_rescaling_is_unprunable():
+    x = keras.Input((4, 4, 2))
+    a = L.Conv2D(3, 1, name="a")(x)
+    r = L.Rescaling(scale=[1.0, 2.0, 3.0], name="rs")(a)
+    b = L.Conv2D(2, 1, name="b")(r)
+    s = L.Rescaling(scale=0.5, offset=0.1)(b)
+    gs = groups(keras.Model(x, L.Conv2D(1, 1, name="out")(s)))
+    assert "per-channel scale or offset of Rescaling 'rs'" in _by_producer(gs, "a").reason
+    gb = _by_producer(gs, "b")
+    assert gb.prunable and _member(gb, "out", "kernel").requires_zero  # 0 * 0.5 + 0.1 != 0
