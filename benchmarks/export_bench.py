@@ -4,10 +4,12 @@ int8 accuracy on Fashion-MNIST; latency-table prediction error.
 Sections (``--only``, default all):
 
 * ``deploy``: each model dense and compacted to about ``--macs`` of its MACs
-  (dependency-aware L1 filter zeroing, fraction found by bisection, then
-  ``kprune.compact``), converted with ``none``/``fp16``/``int8`` (int8 calibrated on random
-  inputs: these files are for size and latency only), timed with ``compare`` (dense and
-  pruned interleaved) at each thread count. Reports size, median latency, realized speedup
+  (``kprune.wrap`` with a uniform dependency-aware L1 filter recipe on every Conv2D/Dense,
+  ``Pruner.prune_now()``, ``kprune.compact``; the uniform sparsity is searched for so that
+  the compacted model's MACs hit the target, see ``realized_speedup.compact_to_macs``),
+  converted with ``none``/``fp16``/``int8`` (int8 calibrated on random inputs: these files
+  are for size and latency only), timed with ``compare`` (dense and pruned interleaved) at
+  each thread count. Reports size, median latency, realized speedup
   and speedup ÷ MAC reduction.
 * ``sparse``: ResNet-20 with 90 % of every conv/dense kernel zeroed by magnitude, exported
   with and without ``sparsity=True``: size, gzip size, latency (XNNPACK on and off).
@@ -41,35 +43,9 @@ import numpy as np  # noqa: E402
 from kprune import models  # noqa: E402
 from kprune.counting import count  # noqa: E402
 from kprune.export import compare, evaluate_tflite, latency_table, prediction_error, to_tflite  # noqa: E402
-from kprune.graph import groups  # noqa: E402
-from kprune.surgery import compact  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from surgery_time import zero_l1  # noqa: E402
-
-
-def copy_model(model):
-    clone = keras.models.clone_model(model)
-    clone.set_weights(model.get_weights())
-    return clone
-
-
-def compact_to_macs(model, target: float, iterations: int = 6):
-    """Compacted copy of ``model`` with about ``target`` × its MACs (bisection on the L1 fraction)."""
-    dense_macs = count(model).macs
-    low, high, best = 0.0, 0.95, None
-    for _ in range(iterations):
-        fraction = (low + high) / 2
-        pruned = copy_model(model)
-        zero_l1(pruned, fraction, groups(pruned))
-        small = compact(pruned)
-        ratio = count(small).macs / dense_macs
-        if best is None or abs(ratio - target) < abs(best[1] - target):
-            best = (small, ratio, fraction)
-        if abs(ratio - target) < 0.01:
-            break
-        low, high = (fraction, high) if ratio > target else (low, fraction)
-    return best
+from realized_speedup import compact_to_macs  # noqa: E402
 
 
 def random_images(shape, n=64, seed=0):
@@ -89,7 +65,7 @@ def section_deploy(args, folder, results):
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for name in args.models:
         model = build(name, args.quick)
-        small, ratio, fraction = compact_to_macs(model, args.macs)
+        small, ratio, fraction, _ = compact_to_macs(model, args.macs)
         macs_dense, macs_small = count(model).macs, count(small).macs
         shape = tuple(model.inputs[0].shape[1:])
         for quantize in args.quantize:
@@ -100,7 +76,7 @@ def section_deploy(args, folder, results):
                 c = compare(d.path, p.path, threads=threads, runs=args.runs, warmup=args.warmup)
                 reduction = macs_dense / macs_small
                 row = {"model": name, "quantize": quantize, "threads": threads, "macs_dense": macs_dense,
-                       "macs_pruned": macs_small, "l1_fraction": fraction, "bytes_dense": d.bytes, "bytes_pruned": p.bytes,
+                       "macs_pruned": macs_small, "sparsity": fraction, "bytes_dense": d.bytes, "bytes_pruned": p.bytes,
                        "dense": c.a.to_dict(), "pruned": c.b.to_dict(), "speedup": c.speedup, "mac_reduction": reduction}
                 results["deploy"].append(row)
                 print(f"| {name} | {macs_dense:,} | {macs_small:,} | {quantize} | {d.bytes:,} | {p.bytes:,} | {threads} | "
@@ -151,7 +127,8 @@ def section_int8(args, folder, results):
                      calibration_samples=500)
     fp32_acc, int8_acc = evaluate_tflite(fp32.path, test), evaluate_tflite(int8.path, test)
     row = {"epochs": args.epochs, "train_examples": take or 60000, "keras": keras_acc, "tflite_fp32": fp32_acc,
-           "tflite_int8": int8_acc, "drop_points": 100 * (fp32_acc - int8_acc), "bytes_fp32": fp32.bytes, "bytes_int8": int8.bytes}
+           "tflite_int8": int8_acc, "drop_points": 100 * (fp32_acc - int8_acc),
+           "drop_vs_keras_points": 100 * (keras_acc - int8_acc), "bytes_fp32": fp32.bytes, "bytes_int8": int8.bytes}
     results["int8"] = row
     print("| epochs | Keras acc | TFLite fp32 acc | TFLite int8 acc | int8 drop (points) | bytes fp32 | bytes int8 |")
     print("|---|---|---|---|---|---|---|")
@@ -168,7 +145,7 @@ def section_table(args, folder, results):
     print("|---|---|---|---|---|")
     rows = []
     for target in (0.7, 0.5):
-        small, ratio, _ = compact_to_macs(model, target)
+        small, ratio, _, _ = compact_to_macs(model, target)
         err = prediction_error(table, small, runs=args.runs, warmup=args.warmup)
         rows.append({"macs_kept": ratio, **err})
         print(f"| {ratio:.2f} | {err['predicted_ms']:.3f} | {err['measured_ms']:.3f} | {err['error_ms']:+.3f} | {err['relative_error']:+.1%} |", flush=True)
@@ -191,16 +168,21 @@ def main(argv=None) -> int:
     if args.quick:
         args.models = [m for m in args.models if m in ("resnet20", "vgg16")]
         args.runs, args.warmup, args.epochs, args.threads = 20, 3, 1, args.threads[:1]
-    print(f"# host: {platform.processor() or platform.machine()}, cpus visible: {os.cpu_count()}, "
-          f"keras {keras.__version__}, python {platform.python_version()}" + (" — QUICK MODE, not results" if args.quick else ""))
-    results = {"args": vars(args), "deploy": [], "sparse": []}
+    import tensorflow as tf
+    from importlib.metadata import version
+    host = {"machine": platform.machine(), "cpus": os.cpu_count(), "python": platform.python_version(),
+            "tensorflow": tf.__version__, "keras": keras.__version__, "ai_edge_litert": version("ai-edge-litert")}
+    print(f"# host: {host}" + (" — QUICK MODE, not results" if args.quick else ""))
+    results = {"args": vars(args), "host": host, "loadavg_before": os.getloadavg(), "deploy": [], "sparse": []}
     with tempfile.TemporaryDirectory(prefix="kprune_export_bench_") as folder:
         for name in args.only:
             {"deploy": section_deploy, "sparse": section_sparse, "int8": section_int8, "table": section_table}[name](args, folder, results)
+    results["loadavg_after"] = os.getloadavg()
+    print(f"\n1-minute load average before/after: {results['loadavg_before'][0]:.2f} / {results['loadavg_after'][0]:.2f}")
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     with open(args.out, "w") as handle:
         json.dump(results, handle, indent=1, default=str)
-    print(f"\nwrote {args.out}")
+    print(f"wrote {args.out}")
     return 0
 
 
