@@ -96,6 +96,20 @@ def machine() -> str:
     return "; ".join(parts)
 
 
+def revision() -> str:
+    """The kprune git commit being measured (``+dirty`` when kprune/ has uncommitted changes)."""
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    try:
+        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "kprune", "cli", "export"], cwd=root,
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout)"
+    return head + ("+dirty" if dirty else "")
+
+
 def mean_std(values) -> tuple:
     """(mean, sample std) of a list (std 0 for one value)."""
     values = list(values)

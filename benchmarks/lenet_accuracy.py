@@ -188,6 +188,7 @@ def main(argv=None):
                 f"to step {end_step} every {args.frequency} steps, on the kernels of fc1, fc2 and predictions "
                 f"(layerwise); seeds {args.seeds}; wall time {time.time() - start:.0f} s")
     print(f"\nmachine: {C.machine()}")
+    print(f"kprune: commit {C.revision()}")
     print(f"settings: {settings}\n")
     pre = C.mean_std([runs[s]["pretrained"] for s in args.seeds])
     rows = [["dense after pre-training", "0", f"{100 * pre[0]:.2f} ± {100 * pre[1]:.2f}"]]
@@ -205,7 +206,7 @@ def main(argv=None):
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
-            json.dump({"machine": C.machine(), "settings": settings, "args": vars(args),
+            json.dump({"machine": C.machine(), "kprune_commit": C.revision(), "settings": settings, "args": vars(args),
                        "end_step": end_step, "runs": {str(k): v for k, v in runs.items()}}, f, indent=1)
         print(f"raw results: {args.json}")
 

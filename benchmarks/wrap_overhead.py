@@ -104,7 +104,7 @@ def make_variants(arch: str, sparsity: float, total_steps: int, frequency: int):
         m.compile(tf_keras.optimizers.Adam(1e-3), lossk, jit_compile=False)
 
     T3, Tk = timer_class(keras.callbacks.Callback), timer_class(tf_keras.callbacks.Callback)
-    prune_cb = kprune.PruningCallback(log_layers=False)
+    prune_cb = timed_pruning_callback(kprune.PruningCallback)(log_layers=False)
     tfmot_cb = tfmot.sparsity.keras.UpdatePruningStep()
     return {
         "keras3": (plain, T3, []),
@@ -112,6 +112,20 @@ def make_variants(arch: str, sparsity: float, total_steps: int, frequency: int):
         "tf_keras": (tk_plain, Tk, []),
         "tfmot": (tk_pruned, Tk, [tfmot_cb]),
     }, tf
+
+
+def timed_pruning_callback(base):
+    """``base`` (PruningCallback) with the host time of each ``on_train_batch_begin`` recorded."""
+
+    class TimedPruningCallback(base):
+        host_s = []
+
+        def on_train_batch_begin(self, batch, logs=None):
+            t = time.perf_counter()
+            super().on_train_batch_begin(batch, logs)
+            self.host_s.append(time.perf_counter() - t)
+
+    return TimedPruningCallback
 
 
 def run_once(model, timer_cls, extra, ds, steps: int):
@@ -127,7 +141,7 @@ def profile_kprune(model, timer_cls, extra, ds, steps: int) -> str:
     prof.disable()
     buf = io.StringIO()
     stats = pstats.Stats(prof, stream=buf).sort_stats("cumulative")
-    stats.print_stats(r"kprune|numpy|ops/|variables|callback", 45)
+    stats.print_stats(r"kprune|numpy", 25)
     return buf.getvalue()
 
 
@@ -154,16 +168,25 @@ def bench_arch(arch, frequency, args) -> dict:
     for name, (model, tcls, extra) in variants.items():  # trace the train functions
         run_once(model, tcls, extra, ds, trace_steps)
     names = list(variants)
-    rates = {n: [] for n in names}
+    rates = {n: [] for n in names}     # mean steps/s over the timed window, per round
+    medians = {n: [] for n in names}   # median step time (ms) over the timed window, per round
+    host_ms = []                       # kprune callback host time per timed step (ms), per round
     for r in range(args.rounds):
         order = names[r % len(names):] + names[:r % len(names)]
         for name in order:
             model, tcls, extra = variants[name]
+            if name == "kprune":
+                extra[0].host_s.clear()
             t = run_once(model, tcls, extra, ds, args.warmup + args.steps)
             rates[name].append(args.steps / (t[-1] - t[args.warmup - 1]))
+            medians[name].append(1e3 * statistics.median(
+                [b - a for a, b in zip(t[args.warmup - 1:-1], t[args.warmup:])]))
+            if name == "kprune":
+                host_ms.append(1e3 * statistics.fmean(extra[0].host_s[args.warmup:]))
         print(f"  {arch} frequency {frequency} round {r + 1}/{args.rounds}: "
               + ", ".join(f"{n} {rates[n][-1]:.1f}" for n in names), flush=True)
-    result = {"arch": arch, "frequency": frequency, "steps_per_s": rates,
+    result = {"arch": arch, "frequency": frequency, "steps_per_s": rates, "median_step_ms": medians,
+              "kprune_callback_ms_per_step": host_ms,
               "sparsity_reached": {n: measured_sparsity(n, variants[n][0]) for n in ("kprune", "tfmot")}}
     if args.profile:
         model, tcls, extra = variants["kprune"]
@@ -171,10 +194,38 @@ def bench_arch(arch, frequency, args) -> dict:
     return result
 
 
-def ratio_cells(num, den):
-    """Median ratio of time per step (num over den) and its min-max over paired rounds."""
-    ratios = [d / n for n, d in zip(num, den)]  # time ratio = rate_den / rate_num
+def ratio_cells(a, b, times: bool):
+    """Median over paired rounds of A's time per step over B's, with its min-max.
+
+    ``times``: the lists hold times per step (else rates, steps/s)."""
+    ratios = [x / y if times else y / x for x, y in zip(a, b)]
     return f"{statistics.median(ratios):.3f} ({min(ratios):.3f}-{max(ratios):.3f})"
+
+
+def report(results) -> str:
+    """The two Markdown tables: median step time (robust) and mean throughput (amortized)."""
+    n4 = ("keras3", "kprune", "tf_keras", "tfmot")
+    rows_med, rows_mean = [], []
+    for res in results:
+        m, r = res["median_step_ms"], res["steps_per_s"]
+        host = statistics.median(res["kprune_callback_ms_per_step"])
+        rows_med.append([res["arch"], res["frequency"]] + [f"{statistics.median(m[n]):.2f}" for n in n4]
+                        + [ratio_cells(m["kprune"], m["keras3"], True), ratio_cells(m["tfmot"], m["tf_keras"], True),
+                           ratio_cells(m["kprune"], m["tfmot"], True)])
+        rows_mean.append([res["arch"], res["frequency"]] + [f"{statistics.median(r[n]):.1f}" for n in n4]
+                         + [ratio_cells(r["kprune"], r["keras3"], False), ratio_cells(r["tfmot"], r["tf_keras"], False),
+                            ratio_cells(r["kprune"], r["tfmot"], False), f"{host:.2f}"])
+    ratios = ["kprune / keras3", "tfmot / tf_keras", "kprune / tfmot"]
+    return "\n".join([
+        "Median time per step (ms; robust to preemption, but at frequency > 1 it leaves out the "
+        "rare update steps):", "",
+        C.table(["model", "frequency"] + [f"{n} ms" for n in n4] + ratios, rows_med), "",
+        "Mean throughput over the timed window (steps/s; every step counted, update steps included):", "",
+        C.table(["model", "frequency"] + [f"{n} steps/s" for n in n4] + ratios
+                + ["kprune callback ms/step"], rows_mean), "",
+        "Ratios are of time per step, paired within a round: median over rounds (min-max); < 1 means "
+        "the first is faster. 'kprune callback ms/step' is the host time spent in "
+        "PruningCallback.on_train_batch_begin per timed step (median over rounds of the mean)."])
 
 
 def main(argv=None):
@@ -198,23 +249,13 @@ def main(argv=None):
     results = [bench_arch(a, f, args) for a in args.arch for f in args.frequency]
 
     print(f"\nmachine: {C.machine()}")
+    print(f"kprune: commit {C.revision()}")
     print(f"settings: batch {args.batch_size}, {args.rounds} rounds x ({args.warmup} warm-up + "
           f"{args.steps} timed steps) per variant, interleaved; AGP/PolynomialDecay from 0 to "
           f"{args.sparsity:.0%} over all the steps a model trains, masks updated every `frequency` "
           f"steps; Adam, jit_compile=False; "
           f"intra-op threads {args.threads or 'TF default'}\n")
-    header = ["model", "frequency", "keras3 steps/s", "kprune steps/s", "tf_keras steps/s", "tfmot steps/s",
-              "kprune / keras3 (time)", "tfmot / tf_keras (time)", "kprune / tfmot (time)"]
-    rows = []
-    for res in results:
-        r = res["steps_per_s"]
-        med = {n: statistics.median(v) for n, v in r.items()}
-        rows.append([res["arch"], res["frequency"]] + [f"{med[n]:.1f}" for n in ("keras3", "kprune", "tf_keras", "tfmot")]
-                    + [ratio_cells(r["kprune"], r["keras3"]), ratio_cells(r["tfmot"], r["tf_keras"]),
-                       ratio_cells(r["kprune"], r["tfmot"])])
-    print(C.table(header, rows))
-    print("\nratios: median over rounds of (time per step of A) / (time per step of B) within the "
-          "same round, min-max in parentheses; < 1 means A is faster.")
+    print(report(results))
     for res in results:
         print(f"{res['arch']}, frequency {res['frequency']}: kernel sparsity at the end: kprune {res['sparsity_reached']['kprune']:.3f}, "
               f"tfmot {res['sparsity_reached']['tfmot']:.3f}")
@@ -224,7 +265,7 @@ def main(argv=None):
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
-            json.dump({"machine": C.machine(), "args": vars(args),
+            json.dump({"machine": C.machine(), "kprune_commit": C.revision(), "args": vars(args),
                        "results": [{k: v for k, v in r.items() if k != "profile"} for r in results]},
                       f, indent=1)
 
