@@ -34,8 +34,18 @@ def weight_mask(scores, sparsity: float, frozen=None) -> np.ndarray:
         array([ True, False, False,  True])
     """
     scores = np.asarray(scores)
-    keep = np.ones(scores.size, dtype=bool)
-    keep[_ranked(scores, frozen)[:n_pruned(scores.size, sparsity)]] = False
+    flat = np.asarray(scores, dtype=np.float64).ravel()
+    if frozen is not None:
+        flat = np.where(np.asarray(frozen).ravel().astype(bool), -np.inf, flat)
+    k = n_pruned(flat.size, sparsity)
+    keep = np.ones(flat.size, dtype=bool)
+    if k:
+        # O(n) selection with the same result as a stable argsort: everything below the k-th
+        # smallest value, then the first (by position) of the entries equal to it
+        kth = np.partition(flat, k - 1)[k - 1]
+        below = flat < kth
+        keep[below] = False
+        keep[np.flatnonzero(flat == kth)[:k - int(below.sum())]] = False
     return keep.reshape(scores.shape)
 
 

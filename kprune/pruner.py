@@ -113,13 +113,16 @@ class Pruner(LayerUnits):
                 self.round = self.schedule.round_at(self.step)
                 self.rewind()
         self.step += 1
-        self.active[0].pruning_step.assign(self.step)
         return updated
 
-    def sync(self):
-        """Writes the step counter into every wrapper (done at epoch ends and on save)."""
-        for w in self.wrappers:
-            w.pruning_step.assign(self.step)
+    def sync(self, step=None):
+        """Saves the step counter in the model (one variable: loading takes the largest).
+
+        Called after every mask update and at epoch and training ends, not at every step
+        (an eager variable write per step would cost more than the rest of the callback); a
+        checkpoint written mid-epoch by another callback resumes from the last of those.
+        """
+        self.active[0].pruning_step.assign(self.step if step is None else step)
 
     def prune_now(self):
         """Applies the final target sparsity immediately (one-shot pruning outside of fit)."""
@@ -222,7 +225,8 @@ class Pruner(LayerUnits):
                 self._update_filters(units, members, crit, targets, stats)
             else:
                 self._update_layers(kind, params, entry, members, crit, targets, stats)
-        self.sync()
+        # this step's update is done: a reloaded model continues after it
+        self.sync(self.step + 1 if step is not None else None)
 
     @staticmethod
     def _asked_scope(spec, crit):

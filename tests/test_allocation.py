@@ -41,3 +41,15 @@ def test_aggregate():
     np.testing.assert_array_equal(A.aggregate(v, "sum"), [4, 4])
     np.testing.assert_array_equal(A.aggregate(v, "mean"), [2, 2])
     np.testing.assert_array_equal(A.aggregate(v, "max"), [3, 4])
+
+
+def test_weight_mask_equals_stable_argsort_reference_with_ties():
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        s = rng.integers(0, 5, size=(7, 9)).astype(float)  # many ties
+        frozen = rng.random((7, 9)) < 0.2
+        sp = rng.random()
+        ref = np.ones(s.size, bool)
+        order = np.argsort(np.where(frozen.ravel(), -np.inf, s.ravel()), kind="stable")
+        ref[order[:A.n_pruned(s.size, sp)]] = False
+        np.testing.assert_array_equal(A.weight_mask(s, sp, frozen), ref.reshape(s.shape))

@@ -126,9 +126,11 @@ class PruneWrapper(keras.layers.Wrapper):
         """Sets one mask (numpy or tensor of the weight's shape) and zeroes the weight."""
         if attr not in self.masks:
             raise KeyError(f"layer `{self.name}` has no mask for `{attr}`; it has {sorted(self.masks)}.")
-        self.masks[attr].assign(np.asarray(mask, dtype=self.masks[attr].dtype))
+        mask = np.asarray(mask, dtype=self.masks[attr].dtype)
+        self.masks[attr].assign(mask)
         var = self.weights_by_attr()[attr]
-        var.assign(var * keras.ops.cast(self.masks[attr], var.dtype))
+        value = keras.ops.convert_to_numpy(var)
+        var.assign(value * mask.astype(value.dtype))
 
     def call(self, inputs, training=None):
         if self._call_has_training:
