@@ -25,6 +25,8 @@ AutoCompress calls :func:`admm_prune` with its simulated-annealing allocation.
 
 from __future__ import annotations
 
+import weakref
+
 import keras
 import numpy as np
 
@@ -54,10 +56,11 @@ ADMM_FIELDS = {
 
 
 class AdmmPenalty:
-    """``ρ/2 · Σ (x − target)²`` (plus an ``inner`` regularizer), a weight's ADMM penalty.
+    """``on · ρ/2 · Σ (x − target)²`` (plus an ``inner`` regularizer), a weight's ADMM penalty.
 
-    ``target`` (``Z − U``) and ``rho`` are Keras variables, so a traced train step sees their
-    updates. Installed as ``variable.regularizer`` for the duration of the W-step only.
+    ``target`` (``Z − U``), ``rho`` and ``on`` (1.0 for weights the structure prunes, else
+    0.0) are Keras variables, so a traced train step sees their updates. Installed as
+    ``variable.regularizer`` during the W-steps only.
 
     Example:
         >>> p = AdmmPenalty(keras.Variable([1.0, 1.0]), keras.Variable(2.0))
@@ -65,14 +68,60 @@ class AdmmPenalty:
         5.0
     """
 
-    def __init__(self, target, rho, inner=None):
+    def __init__(self, target, rho, on=None, inner=None):
         self.target = target
         self.rho = rho
+        self.on = on
         self.inner = inner
 
     def __call__(self, x):
         out = 0.5 * self.rho * keras.ops.sum(keras.ops.square(x - keras.ops.cast(self.target, x.dtype)))
+        if self.on is not None:
+            out = out * self.on
         return out + self.inner(x) if self.inner is not None else out
+
+
+class _Penalties:
+    """One :class:`AdmmPenalty` per masked weight of a builder's model, created once.
+
+    The same variables serve every ADMM run on the model, so a train step traced during an
+    earlier run (a ``finetune`` that compiles once) still reads the current targets; on
+    exit the regularizers are removed and ρ is set to 0, so such a stale trace adds nothing.
+    """
+
+    def __init__(self, slots):
+        self.slots = slots
+        self.rho = keras.Variable(0.0, trainable=False, name="admm_rho")
+        self.penalties = []
+        for _, _, var in slots:
+            target = keras.Variable(np.zeros(tuple(var.shape), "float32"), trainable=False, name="admm_target")
+            on = keras.Variable(0.0, trainable=False, name="admm_on")
+            self.penalties.append(AdmmPenalty(target, self.rho, on, inner=var.regularizer))
+        self.previous = None
+
+    def install(self, masks):
+        """Penalizes the weights whose structure ``masks`` have zeros."""
+        self.previous = [var.regularizer for _, _, var in self.slots]
+        for (_, _, var), p, m in zip(self.slots, self.penalties, masks):
+            p.on.assign(1.0 if np.any(m == 0) else 0.0)
+            var.regularizer = p
+        return self
+
+    def set(self, z, u, rho):
+        for p, zi, ui in zip(self.penalties, z, u):
+            if float(p.on.numpy()):
+                p.target.assign(np.asarray(zi - ui, dtype="float32"))
+        self.rho.assign(float(rho))
+
+    def remove(self):
+        self.rho.assign(0.0)
+        if self.previous is not None:
+            for (_, _, var), previous in zip(self.slots, self.previous):
+                var.regularizer = previous
+        self.previous = None
+
+
+_PENALTIES = weakref.WeakKeyDictionary()
 
 
 def _slots(builder) -> list:
@@ -109,41 +158,13 @@ def _round(ctx, allocation, slots, penalty, state, z, u, rho, steps, seed):
     """One ADMM iteration from (W in ``state``, Z, U): W-step, Z-step, dual step."""
     builder = ctx.builder
     builder.restore(state)
-    targets, rho_var = penalty
-    for i, target in targets.items():
-        target.assign(np.asarray(z[i] - u[i], dtype=target.dtype))
-    rho_var.assign(float(rho))
+    penalty.set(z, u, rho)
     ctx.finetune_fn(builder.wrapped, int(steps), int(seed))
     state = builder.snapshot()
     w = [state[wi] for wi, _, _ in slots]
     z, _ = project(builder, allocation, state, [wi + ui for wi, ui in zip(w, u)], slots)
     u = [ui + wi - zi for ui, wi, zi in zip(u, w, z)]
     return state, z, u, _norm([wi - zi for wi, zi in zip(w, z)])
-
-
-class _Penalties:
-    """Installs :class:`AdmmPenalty` on the weights the structure prunes; restores on exit."""
-
-    def __init__(self, slots, masks):
-        self.slots = slots
-        self.penalized = [i for i, m in enumerate(masks) if np.any(m == 0)]
-        self.installed = []
-
-    def __enter__(self):
-        rho = keras.Variable(0.0, trainable=False, name="admm_rho")
-        targets = {}
-        for i in self.penalized:
-            var = self.slots[i][2]
-            targets[i] = keras.Variable(np.zeros(tuple(var.shape), "float32"), trainable=False, name="admm_target")
-            self.installed.append((var, var.regularizer))
-            var.regularizer = AdmmPenalty(targets[i], rho, inner=var.regularizer)
-        return targets, rho
-
-    def __exit__(self, *exc):
-        for var, previous in self.installed:
-            var.regularizer = previous
-        self.installed = []
-        return False
 
 
 def admm_prune(ctx, allocation: dict, rounds: int, rho: float, rho_growth: float, steps: int,
@@ -175,10 +196,15 @@ def admm_prune(ctx, allocation: dict, rounds: int, rho: float, rho_growth: float
     history, initial, rec = [], None, None
     # the structure's zeros decide which weights carry the penalty (the same in every round)
     _, masks = project(builder, allocation, list(builder.base), [builder.base[wi] for wi, _, _ in slots], slots)
-    with _Penalties(slots, masks) as penalty:
+    if builder not in _PENALTIES:
+        _PENALTIES[builder] = _Penalties(slots)
+    penalty = _PENALTIES[builder].install(masks)
+    try:
         for r in range(rounds):
             rec, carried, initial = _admm_round(ctx, allocation, slots, penalty, carried, initial, r, rho,
                                                 rho_growth, steps, prefix, seed_offset, history)
+    finally:
+        penalty.remove()
     return {"score": rec["score"], "history": history, "initial_distance": initial}
 
 

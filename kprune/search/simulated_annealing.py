@@ -60,6 +60,10 @@ class SimulatedAnnealing(Search):
         "prior": F("bool", True, doc="larger units get higher sparsities (AutoCompress)"),
         "max_evaluations": F("int", None, low=1, nullable=True, doc="cap on evaluations"),
     }
+    #: lowest sparsity per unit (AutoCompress's later rounds: pruned channels stay pruned)
+    floor: dict | None = None
+    #: prefix of the trajectory tags (AutoCompress's rounds)
+    prefix: str = ""
 
     @classmethod
     def check(cls, config, path, lines):
@@ -80,7 +84,9 @@ class SimulatedAnnealing(Search):
     def _allocation(self, ctx, order, vector) -> dict:
         """Sorted ``vector`` assigned by ``order`` (or position without the prior)."""
         values = np.sort(vector) if self.config["prior"] else vector
-        return {ctx.units[i].name: float(v) for i, v in zip(order, values)}
+        floor = self.floor or {}
+        names = [ctx.units[i].name for i in order]
+        return {u: max(float(v), float(floor.get(u, 0.0))) for u, v in zip(names, values)}
 
     def rescale(self, ctx, order, vector, steps: int = 40):
         """The vector times the smallest factor whose allocation fits the budget (None if none)."""
@@ -120,7 +126,7 @@ class SimulatedAnnealing(Search):
         current = self._candidate(ctx, order, lambda: rng.uniform(0.0, 1.0, n))
         if current is None:  # nothing but max_sparsity everywhere can fit: leave it to tightening
             current = np.full(n, cfg["max_sparsity"])
-        rec = ctx.evaluate(self._allocation(ctx, order, current), tag="initial")
+        rec = ctx.evaluate(self._allocation(ctx, order, current), tag=f"{self.prefix}initial")
         ctx.accept(rec)
         cur_score = best_score = rec["score"]
         best = rec["allocation"]
@@ -133,7 +139,7 @@ class SimulatedAnnealing(Search):
             if vec is None:
                 t *= cfg["cool_down_rate"]
                 continue
-            rec = ctx.evaluate(self._allocation(ctx, order, vec), tag="perturbation",
+            rec = ctx.evaluate(self._allocation(ctx, order, vec), tag=f"{self.prefix}perturbation",
                                info={"temperature": t, "magnitude": magnitude})
             evaluations += 1
             delta = abs(rec["score"] - cur_score)

@@ -56,6 +56,8 @@ def flops_run(model, tmp_path_factory):
 
 def test_penalty_value():
     p = AdmmPenalty(keras.Variable([1.0, 1.0]), keras.Variable(2.0), inner=lambda x: keras.ops.sum(x))
+    q = AdmmPenalty(keras.Variable([1.0, 1.0]), keras.Variable(2.0), on=keras.Variable(0.0))
+    assert float(q(keras.ops.convert_to_tensor([0.0, 3.0]))) == 0.0
     assert float(p(keras.ops.convert_to_tensor([0.0, 3.0]))) == pytest.approx(0.5 * 2 * (1 + 4) + 3)
 
 
