@@ -267,3 +267,17 @@ def test_per_channel_rescaling_is_unprunable():
     assert "per-channel scale or offset of Rescaling 'rs'" in _by_producer(gs, "a").reason
     gb = _by_producer(gs, "b")
     assert gb.prunable and _member(gb, "out", "kernel").requires_zero  # 0 * 0.5 + 0.1 != 0
+
+
+def test_unclear_einsum_and_grouped_conv_are_unprunable():
+    x = keras.Input((4, 6))
+    a = L.Dense(6, name="a")(x)
+    e = L.EinsumDense("abc,bd->adc", output_shape=(3, 6), name="mix")(a)  # contracts time
+    y = L.Dense(2, name="out")(e)
+    gs = groups(keras.Model(x, y))
+    assert "EinsumDense 'mix' has no clear channel axis" in _by_producer(gs, "a").reason
+    x = keras.Input((6, 6, 4))
+    a = L.Conv2D(4, 1, name="a")(x)
+    g = L.Conv2D(4, 3, groups=2, name="grouped")(a)
+    gs = groups(keras.Model(x, L.Conv2D(1, 1, name="out")(g)))
+    assert "grouped convolution" in _by_producer(gs, "a").reason
