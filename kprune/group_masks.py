@@ -10,8 +10,9 @@ it without changing the model's function) when
 3. every consumer marked ``requires_zero`` (it sees a value that is not 0 once the channel
    is zeroed, e.g. after ``sigmoid``) has a zero slice.
 
-Wrapped layers keep their weights multiplied by their masks, so reading the weights covers
-both wrapped and plain (stripped) models.
+Weights of kprune wrappers are read with their masks applied (masks are the truth until
+``compact``, even for soft pruning whose weights keep training under a zero mask), so the
+same rule covers wrapped and plain (stripped) models.
 """
 
 from __future__ import annotations
@@ -31,6 +32,19 @@ def _rows(member, value: np.ndarray) -> np.ndarray:
     return moved[member.index]
 
 
+def masked_value(layer, weight: str, var) -> np.ndarray:
+    """The value of ``var`` with the kprune mask of ``layer`` applied (if it has one).
+
+    Masks are the truth until ``compact``: a soft-pruning wrapper may hold non-zero weights
+    under a zero mask, and those entries count as zero (as ``kprune.strip`` bakes them).
+    """
+    value = keras.ops.convert_to_numpy(var)
+    masks = getattr(layer, "masks", None) if is_wrapper(layer) else None
+    if masks and weight in masks:
+        value = value * keras.ops.convert_to_numpy(masks[weight]).astype(value.dtype)
+    return value
+
+
 def member_zero(member, cache: dict | None = None) -> np.ndarray:
     """Per group channel: whether this member's slice is exactly zero.
 
@@ -46,7 +60,7 @@ def member_zero(member, cache: dict | None = None) -> np.ndarray:
     if cache is not None and key in cache:
         value = cache[key]
     else:
-        value = keras.ops.convert_to_numpy(var)
+        value = masked_value(member.layer, member.weight, var)
         if cache is not None:
             cache[key] = value
     rows = _rows(member, value)

@@ -22,7 +22,7 @@ from kprune.errors import GraphError
 from kprune.graph import analyze
 from kprune.graph_rules import SCALE_FOLLOWERS
 from kprune.graph_walk import fill_in, flat_outputs, unwrap
-from kprune.group_masks import channel_mask_from_weights
+from kprune.group_masks import channel_mask_from_weights, masked_value
 
 L = keras.layers
 
@@ -118,11 +118,15 @@ def _rebuild_op(call, analysis, removed, used_names: set):
         ) from exc
 
 
-def _copy_weights(old_layer, new_layer, deletions: dict) -> None:
-    attrs = {}
+def _copy_weights(old_op, new_layer, deletions: dict) -> None:
+    old_layer = unwrap(old_op)
+    attrs, masked = {}, {}
     for (lid, weight) in deletions:
         if lid == id(old_layer):
             attrs[id(getattr(old_layer, weight))] = weight
+    if old_layer is not old_op:  # kprune wrapper: bake its masks in, as strip() does
+        for weight in getattr(old_op, "masks", {}):
+            masked[id(getattr(old_layer, weight))] = weight
     old_w, new_w = old_layer.weights, new_layer.weights
     if len(old_w) != len(new_w):
         raise GraphError(
@@ -130,7 +134,10 @@ def _copy_weights(old_layer, new_layer, deletions: dict) -> None:
             f"{len(new_w)}; kprune.compact cannot copy them."
         )
     for ov, nv in zip(old_w, new_w):
-        value = keras.ops.convert_to_numpy(ov)
+        if id(ov) in masked:
+            value = masked_value(old_op, masked[id(ov)], ov)
+        else:
+            value = keras.ops.convert_to_numpy(ov)
         weight = attrs.get(id(ov))
         if weight is not None:
             for axis, idx in sorted(deletions[(id(old_layer), weight)].items()):
@@ -176,7 +183,7 @@ def compact(model, min_channels: int = 1) -> keras.Model:
             new = _rebuild_op(call, analysis, removed, used_names)
             new_ops[id(call.op)] = new
             if isinstance(new, keras.layers.Layer):
-                pairs.append((unwrap(call.op), new))
+                pairs.append((call.op, new))
         args, kwargs = fill_in(call, values)
         outs = flat_outputs(new(*args, **kwargs))
         for k, o in zip(call.out_keys, outs):

@@ -308,3 +308,26 @@ def test_saves_loads_without_kprune_and_converts(tmp_path):
     assert_same_function(small, loaded, (8, 8, 3))
     tflite = tf.lite.TFLiteConverter.from_keras_model(small).convert()
     assert len(tflite) > 1000
+
+
+def test_soft_masks_are_the_truth_until_compact():
+    keras.utils.set_random_seed(0)
+    model = residual()
+    randomize_batchnorm(model)
+    convs = [layer.name for layer in model.layers if isinstance(layer, L.Conv2D)]
+    wrapped = kprune.wrap(model, {"prune": {"criterion": "l1", "granularity": "filter",
+                                            "config_list": [{"op_names": convs, "sparsity": 0.5}]}},
+                          soft=True)
+    before = [w.numpy().copy() for w in wrapped.weights]
+    for g in groups(wrapped):
+        if g.prunable and g.size > 1:
+            keep = np.ones(g.size, bool)
+            keep[::2] = False
+            apply_group_mask(g, keep)
+    masks = {id(v) for layer in wrapped.layers for v in getattr(layer, "masks", {}).values()}
+    for w, value in zip(wrapped.weights, before):  # soft pruning: weights trained back
+        if id(w) not in masks:
+            w.assign(value)
+    small = compact(wrapped)
+    assert small.count_params() < model.count_params()
+    assert_same_function(kprune.strip(wrapped), small, (8, 8, 3))
