@@ -9,7 +9,7 @@ evaluator's score stays high. Each is registered by name and configured by a rec
                                name="simulated_annealing", constraint="flops", budget=0.5)
     result.allocation, result.cost, result.score, result.model   # see SearchResult
 
-See ``docs/search.md``. Algorithms: ``sensitivity``, ``simulated_annealing``, ``netadapt``, ``admm``, ``autocompress``, and the
+See ``docs/search.md``. Algorithms: ``sensitivity``, ``simulated_annealing``, ``netadapt``, ``admm``, ``autocompress``, ``amc``, and the
 ``uniform`` baseline (one sparsity for every unit, sized to the budget).
 """
 
@@ -21,7 +21,7 @@ _REGISTRY = Registry("search")
 register = _REGISTRY.register
 names = _REGISTRY.names
 
-from kprune.search import admm, autocompress, netadapt, sensitivity, simulated_annealing, uniform  # noqa: E402,F401  (registration)
+from kprune.search import admm, amc, autocompress, netadapt, sensitivity, simulated_annealing, uniform  # noqa: E402,F401  (registration)
 
 
 def validate(value, path="prune.search", lines=None):
