@@ -199,7 +199,16 @@ def apply_rule(state: ChannelState, call, infos: list[TInfo]) -> list[TInfo]:
         zero = np.full(len(out_labels), _act_zero(layer.activation))
         return [TInfo(out_labels, zero)]
     if isinstance(layer, (BaseConv, BaseConvTranspose)):
-        if getattr(layer, "groups", 1) != 1:
+        groups = getattr(layer, "groups", 1)
+        cin = len(x.labels)
+        if groups != 1 and groups == cin and isinstance(layer, BaseConv) and layer.filters % cin == 0:
+            # depthwise written as a grouped conv: channel c owns outputs c*m .. c*m+m-1
+            out_labels = np.repeat(x.labels, layer.filters // cin)
+            state.touch(out_labels, op, "kernel", layer.kernel.ndim - 1, "follower")
+            if layer.use_bias:
+                state.touch(out_labels, op, "bias", 0, "follower")
+            return [TInfo(out_labels, np.full(len(out_labels), _act_zero(layer.activation)))]
+        if groups != 1:
             _block_inputs(state, infos, f"{what} is a grouped convolution")
             return _opaque(state, call, f"produced by grouped convolution {what}")
         nd = layer.kernel.ndim

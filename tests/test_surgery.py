@@ -137,6 +137,14 @@ def merges():
     return keras.Model(x, L.Conv2D(2, 1)(h))
 
 
+def grouped_depthwise():
+    x = keras.Input((8, 8, 3))
+    h = L.Conv2D(6, 1, activation="relu")(x)
+    h = L.Conv2D(12, 3, groups=6, padding="same")(h)  # depthwise with multiplier 2
+    h = L.BatchNormalization()(h)
+    return keras.Model(x, L.Conv2D(2, 1)(L.ReLU()(h)))
+
+
 def embedding_text():
     x = keras.Input((6,), dtype="int32")
     h = L.Embedding(20, 8)(x)
@@ -155,6 +163,7 @@ ARCHS = {
     "mlp_einsum": (mlp_einsum, (5, 12)),
     "nested_and_shared": (nested_and_shared, (8, 8, 3)),
     "merges": (merges, (6, 6, 3)),
+    "grouped_depthwise": (grouped_depthwise, (8, 8, 3)),
 }
 
 
@@ -331,3 +340,16 @@ def test_soft_masks_are_the_truth_until_compact():
     small = compact(wrapped)
     assert small.count_params() < model.count_params()
     assert_same_function(kprune.strip(wrapped), small, (8, 8, 3))
+
+
+def test_grouped_conv_as_depthwise_loses_whole_groups():
+    keras.utils.set_random_seed(0)
+    model = grouped_depthwise()
+    g = [g for g in groups(model) if g.size == 6][0]
+    dw = [m for m in g.members if m.weight == "kernel" and m.role == "follower"][0]
+    assert dw.index.tolist() == [[0, 1], [2, 3], [4, 5], [6, 7], [8, 9], [10, 11]]
+    zero_channels(g, np.array([True, False, True, True, False, True]))
+    small = compact(model)
+    conv = [layer for layer in small.layers if getattr(layer, "groups", 1) > 1][0]
+    assert (conv.groups, conv.filters) == (4, 8)
+    assert_same_function(model, small, (8, 8, 3))
