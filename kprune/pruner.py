@@ -22,6 +22,7 @@ described in :mod:`kprune.granularity`.
 from __future__ import annotations
 
 import logging
+import weakref
 
 import numpy as np
 
@@ -69,7 +70,9 @@ class Pruner(LayerUnits):
         self.skipped = {}
         self._groups = None
         self._by_name = {w.name: w for w in self.wrappers}
-        self.step = int(max(int(w.pruning_step.numpy()) for w in self.wrappers))
+        self.step = self.saved_step()
+        # the first active wrapper writes this pruner's live step whenever the model is saved
+        self.active[0].__dict__["_kprune_step_source"] = weakref.ref(self)
         self.round = 0
         self.rewind_weights = None
         self._final = False
@@ -115,12 +118,18 @@ class Pruner(LayerUnits):
         self.step += 1
         return updated
 
+    def saved_step(self) -> int:
+        """The pruning step stored in the model's wrappers (the largest of them)."""
+        return int(max(int(w.pruning_step.numpy()) for w in self.wrappers))
+
     def sync(self, step=None):
         """Saves the step counter in the model (one variable: loading takes the largest).
 
         Called after every mask update and at epoch and training ends, not at every step
-        (an eager variable write per step would cost more than the rest of the callback); a
-        checkpoint written mid-epoch by another callback resumes from the last of those.
+        (an eager variable write per step would cost more than the rest of the callback).
+        Saving the model (``model.save``, ``save_weights``, ``ModelCheckpoint``,
+        ``BackupAndRestore``) also writes the live step first, so a checkpoint taken
+        mid-epoch resumes at the exact step.
         """
         self.active[0].pruning_step.assign(self.step if step is None else step)
 

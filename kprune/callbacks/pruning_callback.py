@@ -45,6 +45,7 @@ class PruningCallback(keras.callbacks.Callback):
         self.log_layers = log_layers
         self.pruner = None
         self._writer = None
+        self._reread_step = False
 
     def get_config(self):
         return {"data": None, "steps_per_epoch": self.steps_per_epoch, "log_dir": self.log_dir,
@@ -64,6 +65,9 @@ class PruningCallback(keras.callbacks.Callback):
             # that the traced loss includes it
             self.model.make_train_function(force=True)
             self.pruner.penalties_changed = 0
+        # other callbacks may restore weights in their on_train_begin (BackupAndRestore):
+        # the step is read from the model again before the first batch
+        self._reread_step = True
         if self.log_dir and self._writer is None:
             import importlib.util
 
@@ -76,6 +80,12 @@ class PruningCallback(keras.callbacks.Callback):
             self._writer = tf.summary.create_file_writer(self.log_dir)
 
     def on_train_batch_begin(self, batch, logs=None):
+        if self._reread_step:
+            self._reread_step = False
+            saved = self.pruner.saved_step()
+            if saved != self.pruner.step:
+                self.pruner.step = saved
+                self.pruner.bind(self.pruner.steps_per_epoch)
         self.pruner.on_step()
 
     def on_epoch_end(self, epoch, logs=None):

@@ -132,6 +132,16 @@ class PruneWrapper(keras.layers.Wrapper):
         value = keras.ops.convert_to_numpy(var)
         var.assign(value * mask.astype(value.dtype))
 
+    def save_own_variables(self, store):
+        """Saves masks and the pruning step; a :class:`kprune.Pruner` attached to this layer
+        writes its live step first, so a checkpoint taken mid-epoch (``ModelCheckpoint``,
+        ``BackupAndRestore``, ``model.save``) resumes at the exact step (no per-step write)."""
+        source = self.__dict__.get("_kprune_step_source")
+        pruner = source() if source is not None else None
+        if pruner is not None and getattr(pruner, "model", None) is not None:
+            self.pruning_step.assign(int(pruner.step))
+        super().save_own_variables(store)
+
     def call(self, inputs, training=None):
         if self._call_has_training:
             return self.layer(inputs, training=training)
