@@ -12,11 +12,11 @@ import contextlib
 import io
 import os
 import re
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 
 from kprune.errors import ExportError, KPruneError
+from kprune.io import atomic_write_bytes
 from kprune.export.calibration import DEFAULT_CALIBRATION_SAMPLES, representative_samples
 
 QUANTIZE_MODES = ("none", "fp16", "dynamic", "int8")
@@ -282,27 +282,6 @@ def _unique(items):
 
 
 def write_atomic(path, content: bytes) -> str:
-    """Writes bytes to ``path`` via a temporary file in the same folder and ``os.replace``.
-
-    Args:
-        path: destination file path; its folder is created if missing.
-        content: the bytes to write.
-
-    Returns:
-        The destination path as a string.
-    """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-    return path
+    """Writes bytes to ``path`` atomically (see :func:`kprune.io.atomic_write_bytes`); returns the path."""
+    atomic_write_bytes(path, content)
+    return os.fspath(path)
