@@ -104,26 +104,6 @@ def bisect_sparsity(make, dense_macs, target, iterations=12):
     return (hi, f_hi) if abs(f_hi - target) <= abs(f_lo - target) else (lo, f_lo)
 
 
-def recalibrate_bn(model, batches):
-    """Re-estimates BatchNorm moving statistics as the plain average over ``batches``.
-
-    Each batch runs in training mode (no weight update); the momentum of batch ``i`` is
-    ``i / (i + 1)``, so after the last batch the moving mean/variance are the mean of the
-    per-batch statistics. Momenta are restored afterwards.
-    """
-    import keras
-    bns = [layer for layer in model.layers if isinstance(layer, keras.layers.BatchNormalization)]
-    saved = [bn.momentum for bn in bns]
-    try:
-        for i, (x, _) in enumerate(batches):
-            for bn in bns:
-                bn.momentum = i / (i + 1)
-            model(x, training=True)
-    finally:
-        for bn, m in zip(bns, saved):
-            bn.momentum = m
-
-
 def compile_sgd(model, lr, steps=None):
     import keras
     if steps:
@@ -187,7 +167,7 @@ def run_seed(seed, args, levels, test, save=None) -> dict:
             small = prune_compact(dense, crit, sparsity, seed, calib, args.calib_batches)
             c = count(small)
             acc = evaluate(small, test)
-            recalibrate_bn(small, bn_batches)
+            kprune.recalibrate_bn(small, bn_batches, batches=len(bn_batches))
             acc_bn = evaluate(small, test)
             acc_ft = finetune(small)
             row = {"criterion": crit, "target": target, "sparsity": sparsity, "params": c.params,

@@ -35,6 +35,9 @@ def __getattr__(name):
     if name == "LotteryTicket":
         from kprune.lottery import LotteryTicket
         return LotteryTicket
+    if name == "recalibrate_bn":
+        from kprune.batchnorm import recalibrate_bn
+        return recalibrate_bn
     if name == "compact":
         from kprune.surgery import compact
         return compact
@@ -46,5 +49,6 @@ def __getattr__(name):
 
 
 __all__ = ["Recipe", "wrap", "strip", "compact", "count", "sparsity", "groups", "PruneWrapper", "LotteryTicket",
+           "recalibrate_bn",
            "Pruner", "PruningCallback", "KPruneError", "RecipeError", "UnsupportedLayerError",
            "GraphError", "DataError", "ExportError"]

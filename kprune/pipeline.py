@@ -2,7 +2,8 @@
 
 ``run(recipe, out_dir)`` writes into ``out_dir``:
 
-* ``result.json`` — NNI's comparison schema (``performance.original/pruned/finetuned``,
+* ``result.json`` — NNI's comparison schema (``performance.original/pruned/finetuned``;
+  ``performance.pruned_recalibrated`` with ``prune.recalibrate_bn``,
   ``params.original/speedup``, ``flops.original/speedup``) plus MACs, per-layer sparsity,
   latency, TFLite size and accuracy, seed and timings;
 * ``dense.keras`` (the trained dense model), ``model.keras`` (the pruned, compacted model),
@@ -178,10 +179,13 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
             pruned = kprune.wrap(dense, recipe)
             if schedule == "oneshot":
                 Pruner(pruned, data=_statistics_data(r)).prune_now()
-        pruned_acc = training.accuracy(pruned, test) if schedule == "oneshot" or searched else None
+        pruned_now = schedule == "oneshot" or searched
+        pruned_acc = training.accuracy(pruned, test) if pruned_now else None
+        recal_acc = _recalibrate(r, pruned, test) if pruned_now else None
         save_model_atomic(pruned, r.path("ckpt/pruned.keras"))
-        r.mark("prune", done=True, test_accuracy=pruned_acc)
-        r.event(stage="prune", test_accuracy=pruned_acc, sparsity=kprune.sparsity(pruned)["total"])
+        r.mark("prune", done=True, test_accuracy=pruned_acc, test_accuracy_recalibrated=recal_acc)
+        r.event(stage="prune", test_accuracy=pruned_acc, test_accuracy_recalibrated=recal_acc,
+                sparsity=kprune.sparsity(pruned)["total"])
 
     # 3. fine-tune (gradual schedules prune here)
     if r.done("finetune"):
@@ -221,6 +225,8 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
         "sparsity": sparsity,
         "compact_method": r.state["stages"]["compact"]["method"],
     }
+    if recipe.prune["recalibrate_bn"]:
+        result["performance"]["pruned_recalibrated"] = r.state["stages"]["prune"].get("test_accuracy_recalibrated")
     if searched:
         result["search"] = {k: v for k, v in r.state["stages"]["search"].items() if k != "done"}
 
@@ -237,6 +243,18 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
     atomic_write_json(r.path("result.json"), result)
     r.event(stage="done", result=result)
     return result
+
+
+def _recalibrate(r: Run, pruned, test):
+    """With ``prune.recalibrate_bn: N``, re-estimates the pruned model's BatchNorm statistics on
+    N training batches (in place) and returns its test accuracy; None when off."""
+    from kprune import training
+    from kprune.batchnorm import recalibrate_bn
+    n = r.recipe.prune["recalibrate_bn"]
+    if not n:
+        return None
+    recalibrate_bn(pruned, r.dataset("train"), batches=n)
+    return training.accuracy(pruned, test)
 
 
 def _search(r: Run, dense, resume: bool):

@@ -123,6 +123,8 @@ PRUNE = S.Section({
     "config_list": F("list", [{"op_types": ["Conv2D", "Dense"], "sparsity": 0.5}], item=F("dict", section=CONFIG_ENTRY)),
     "statistics_batches": F("int", 10, low=1, doc="batches for activation/gradient criteria"),
     "seed": F("int", 0, doc="seed for random criteria"),
+    "recalibrate_bn": F("int", 0, low=0, doc="re-estimate BatchNorm statistics on this many training "
+                        "batches right after pruning (0 = off)"),
     "search": F("custom", None, check=_search_check),
 }, doc="what to prune and how")
 
