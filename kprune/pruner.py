@@ -214,7 +214,25 @@ class Pruner(LayerUnits):
             self._final = False
 
     def update(self, step=None, round_=None):
-        """Recomputes every mask for the schedule's target at ``step`` and applies it."""
+        """Recomputes every mask for the schedule's target at ``step`` and applies it.
+
+        Under a ``tf.distribute`` strategy (a model built in ``strategy.scope()``) the update
+        runs in the strategy's cross-replica context: statistics are computed on whole
+        global batches and every replica's copy of a mask is assigned the same value.
+        """
+        with self._strategy_scope():
+            return self._update(step, round_)
+
+    def _strategy_scope(self):
+        import contextlib
+
+        import tensorflow as tf
+        strategy = getattr(self.model, "_distribute_strategy", None)
+        if strategy is None or tf.distribute.has_strategy():
+            return contextlib.nullcontext()
+        return strategy.scope()
+
+    def _update(self, step=None, round_=None):
         if self.soft and not self._final and (step is None or step == self.schedule.last_update_step()):
             return self.finalize()
         targets = self.targets(step, round_)
