@@ -10,10 +10,10 @@ For each keras.applications model (``weights=None``, 224×224):
 2. *width*: the same architecture built dense with every channel count scaled by a width
    multiplier ``w`` (MobileNetV2: its own ``alpha``; ResNet50, which has no ``alpha``: its
    keras.applications config with every ``Conv2D`` ``filters`` scaled by ``w`` and rounded to
-   a multiple of 8, as ``alpha`` does in MobileNetV2), ``w`` searched for to match the MACs of step 1.
-   This is the "practical limit": a network designed at that size.
-3. All files are converted to fp32 TFLite; latency is measured with
-   ``kprune.export.compare`` (interleaved, median) at each thread count: dense vs pruned,
+   a multiple of 8, as ``alpha`` does in MobileNetV2), ``w`` searched for to match the MACs
+   of step 1. This is the "practical limit": a network designed at that size.
+3. All files are converted to fp32 TFLite (``--quantize`` for fp16/int8); latency is
+   measured with ``kprune.export.compare`` (interleaved, median) at each thread count: dense vs pruned,
    dense vs width, and width vs pruned directly. The target of issue 3 is
    speedup(pruned) ≥ 0.9 × speedup(width); the direct width-vs-pruned comparison estimates
    that ratio (width ms ÷ pruned ms).
@@ -40,6 +40,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 import kprune  # noqa: E402
 from kprune.counting import count  # noqa: E402
@@ -154,23 +155,33 @@ def describe(name, kind, model, dense_macs, path, extra):
             "conv_layers": len(conv_filters(model)), "tflite_ops": tflite_ops(path), **extra}
 
 
+def export(model, path, quantize):
+    """Converts with ``quantize``; int8 is calibrated on 64 random images (for latency only)."""
+    kwargs = {}
+    if quantize == "int8":
+        shape = tuple(model.inputs[0].shape[1:])
+        kwargs["representative_data"] = np.random.default_rng(0).uniform(0, 1, (64, *shape)).astype("float32")
+    return to_tflite(model, path, quantize=quantize, **kwargs).path
+
+
 def run_model(name, args, folder, results):
     t0 = time.perf_counter()
     dense_model = build(name, args.size)
     dense_macs = count(dense_model).macs
+    q = args.quantize
     variants = {"dense": describe(name, "dense", dense_model, dense_macs,
-                                  to_tflite(dense_model, os.path.join(folder, f"{name}_dense.tflite")).path, {})}
+                                  export(dense_model, os.path.join(folder, f"{name}_dense.tflite"), q), {})}
     pruned_macs = []
     for rt in args.round_to:
         small, frac, sparsity, trace = compact_to_macs(dense_model, args.macs, rt)
-        path = to_tflite(small, os.path.join(folder, f"{name}_pruned_r{rt}.tflite")).path
+        path = export(small, os.path.join(folder, f"{name}_pruned_r{rt}.tflite"), q)
         variants[f"pruned r{rt}"] = describe(name, f"pruned r{rt}", small, dense_macs, path,
                                              {"round_to": rt, "sparsity": sparsity, "search_trace": trace})
         pruned_macs.append(count(small).macs)
         print(f"# {name} round_to={rt}: uniform sparsity {sparsity:.4f} -> {frac:.3f} of dense MACs", flush=True)
     target = sum(pruned_macs) / len(pruned_macs)
     wide, frac, width, trace = width_to_macs(name, args.size, target)
-    path = to_tflite(wide, os.path.join(folder, f"{name}_width.tflite")).path
+    path = export(wide, os.path.join(folder, f"{name}_width.tflite"), q)
     variants["width"] = describe(name, "width", wide, dense_macs, path, {"width": width, "search_trace": trace})
     print(f"# {name} width reference: w={width:.4f} -> {frac:.3f} of dense MACs "
           f"(setup {time.perf_counter() - t0:.0f} s)", flush=True)
@@ -232,6 +243,8 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--runs", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--quantize", default="none", choices=["none", "fp16", "int8"],
+                        help="Conversion of every variant (default fp32; int8 is calibrated on random images).")
     parser.add_argument("--repeats", type=int, default=1, help="Repeat every comparison (noisy machines).")
     parser.add_argument("--out", default="benchmarks/results/realized_speedup.json")
     args = parser.parse_args(argv)
