@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from kprune import allocation, granularity
-from kprune.errors import KPruneError, RecipeError
+from kprune.errors import KPruneError, RecipeError, UnsupportedLayerError
 from kprune.wrappers.prune_wrapper import KERNEL_WEIGHTS, PruneWrapper, weight_attributes
 
 _MAIN_KERNELS = ("kernel", "pointwise_kernel")
@@ -153,6 +153,11 @@ class LayerUnits:
                 value = np.asarray(w.weights_by_attr()[attr].numpy())
                 axis = granularity.input_axis(w.layer, attr, value.ndim)
                 scores = crit(value, None, **self._stats_for(stats, crit, w.name, attr))
-                keep = granularity.nm_keep(scores, n, m, axis, sparsity=targets[w.name],
-                                           frozen=self._frozen(w, attr))
+                try:
+                    keep = granularity.nm_keep(scores, n, m, axis, sparsity=targets[w.name],
+                                               frozen=self._frozen(w, attr))
+                except UnsupportedLayerError as e:
+                    raise UnsupportedLayerError(f"{path}.granularity `{n}:{m}` on layer `{w.name}` ({attr}): {e} "
+                                                f"Allowed here: an N:M whose M divides the layer's input "
+                                                "channels.") from None
                 w.set_mask(attr, keep)

@@ -207,6 +207,7 @@ class Recipe:
     def __init__(self, data: dict, source: str | None = None, lines: dict | None = None):
         self._lines = dict(lines or {})
         self.source = source
+        _check_acyclic(data)
         self._data = S.validate_section(data if data is not None else {}, ROOT, "", self._lines)
         raw_prune = (data or {}).get("prune") if isinstance(data, dict) else None
         _check_entries(self._data["prune"], self._lines,
@@ -287,6 +288,18 @@ class Recipe:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
+def _check_acyclic(value, path: str = "", seen: tuple = ()):
+    """Refuses self-referencing structures (a YAML anchor used inside itself: ``a: &x [*x]``)."""
+    if isinstance(value, (dict, list)):
+        if any(value is s for s in seen):
+            raise RecipeError(path, "refers to itself (a YAML alias used inside its own anchor); a recipe "
+                              "must be a finite tree of mappings, lists and scalars.")
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for k, v in items:
+            sub = f"{path}[{k}]" if isinstance(value, list) else (f"{path}.{k}" if path else str(k))
+            _check_acyclic(v, sub, seen + (value,))
+
+
 _KEY_RE = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
 
 
@@ -347,17 +360,20 @@ def apply_overrides(data: dict, overrides) -> dict:
     return data
 
 
-def _line_map(node, path: str = "", out: dict | None = None) -> dict:
+def _line_map(node, path: str = "", out: dict | None = None, stack: tuple = ()) -> dict:
     """Maps dotted key paths of a composed YAML node tree to 1-based line numbers."""
     out = {} if out is None else out
+    if any(node is n for n in stack):  # an alias inside its own anchor: refused by validation
+        return out
+    stack = stack + (node,)
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
             sub = f"{path}.{k.value}" if path else str(k.value)
             out[sub] = k.start_mark.line + 1
-            _line_map(v, sub, out)
+            _line_map(v, sub, out, stack)
     elif isinstance(node, yaml.SequenceNode):
         for i, v in enumerate(node.value):
             sub = f"{path}[{i}]"
             out[sub] = v.start_mark.line + 1
-            _line_map(v, sub, out)
+            _line_map(v, sub, out, stack)
     return out

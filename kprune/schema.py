@@ -95,6 +95,8 @@ def validate(value, field: Field, path: str, lines: dict | None = None):
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             fail("must be a number.", value)
         value = float(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            fail("must be a finite number" + (f"{_range_text(field)}." if _range_text(field) else "."), value)
     elif kind == "str":
         if not isinstance(value, str):
             fail("must be a string" + (f", one of {list(field.choices)}." if field.choices else "."), value)

@@ -96,6 +96,8 @@ def select(model, prune: dict) -> dict:
             }
     out = {k: v for k, v in chosen.items() if k not in excluded}
     if not out:
-        raise KPruneError(f"the recipe selects no layer of model `{model.name}` to prune "
-                          f"(after exclusions: {sorted(excluded)}).")
+        raise KPruneError(f"prune.config_list selects no layer of model `{model.name}` to prune "
+                          f"(entries: {len(prune['config_list'])}, excluded: {sorted(excluded)}). It needs at "
+                          "least one entry with a `sparsity` whose selector matches a layer that no "
+                          f"`exclude: true` entry removes; prunable types: {list(PRUNABLE_TYPES)}.")
     return out, sorted(excluded)
