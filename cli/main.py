@@ -177,6 +177,10 @@ from kprune.cli.export_cmd import export  # noqa: E402
 
 cli.add_command(export)
 cli.add_command(bench)
+from kprune.cli.compare import compare  # noqa: E402
+cli.add_command(compare)
+from kprune.cli.plot import plot  # noqa: E402
+cli.add_command(plot)
 
 
 def main(argv=None):
