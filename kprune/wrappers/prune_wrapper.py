@@ -59,6 +59,22 @@ class _MaskConstraint:
         return w * keras.ops.cast(self.mask, w.dtype)
 
 
+_SPEC_DEFAULTS = {"entry": 0, "sparsity": None, "total_sparsity": None, "max_sparsity_per_layer": 0.99,
+                  "criterion": "level", "granularity": "weight", "scope": "layerwise"}
+
+
+def _complete_spec(spec, name: str) -> dict:
+    """A per-layer spec with defaults filled (hand-built wrappers give only a few keys)."""
+    if not isinstance(spec, dict):
+        raise UnsupportedLayerError(f"PruneWrapper `{name}`: spec must be a dict such as {{'sparsity': 0.5, "
+                                    f"'criterion': 'l1', 'granularity': 'weight'}}. Received: spec={spec!r}")
+    out = {**_SPEC_DEFAULTS, **spec}
+    if (out["sparsity"] is None) == (out["total_sparsity"] is None):
+        raise UnsupportedLayerError(f"PruneWrapper `{name}`: spec needs exactly one of `sparsity` (this layer) "
+                                    f"or `total_sparsity` (global scope). Received: spec={spec!r}")
+    return out
+
+
 @keras.saving.register_keras_serializable(package="kprune")
 class PruneWrapper(keras.layers.Wrapper):
     """Wraps one layer and holds a mask for each of its trainable weights.
@@ -86,7 +102,7 @@ class PruneWrapper(keras.layers.Wrapper):
             raise UnsupportedLayerError(f"layer `{layer.name}` is already wrapped by kprune.")
         kwargs.setdefault("name", layer.name)
         super().__init__(layer, **kwargs)
-        self.spec = dict(spec) if spec else None
+        self.spec = _complete_spec(spec, layer.name) if spec else None
         self.plan = dict(plan) if plan else None
         self.soft = bool(soft)
         self.masks = {}

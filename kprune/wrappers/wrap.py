@@ -37,8 +37,12 @@ def _check_model(model, what: str):
 
 
 def _fresh(layer):
-    new = layer.__class__.from_config(layer.get_config())
-    return new
+    if type(layer) is keras.layers.Lambda:
+        # a Lambda's config holds Python bytecode, which Keras refuses to deserialize in safe
+        # mode; the function is already in memory, so the copy reuses it
+        return keras.layers.Lambda(layer.function, output_shape=layer._output_shape, mask=layer.mask,
+                                   arguments=dict(layer.arguments), name=layer.name, dtype=layer.dtype_policy)
+    return layer.__class__.from_config(layer.get_config())
 
 
 def _clone(model, make):
