@@ -101,6 +101,26 @@ def expected_files(name: str) -> str:
     return ""
 
 
+class _SafeUnpickler(pickle.Unpickler):
+    """Unpickles CIFAR's python batches (dicts of lists and numpy arrays) and nothing else.
+
+    A pickle may name any importable callable and run it while loading; this unpickler only
+    resolves the numpy array constructors, so a tampered file fails instead of running code.
+    """
+
+    ALLOWED = {("numpy", "ndarray"), ("numpy", "dtype"), ("numpy.core.multiarray", "_reconstruct"),
+               ("numpy._core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+               ("numpy._core.multiarray", "scalar"), ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        if (module, name) in self.ALLOWED:
+            return super().find_class(module, name)
+        from kprune.errors import DataError
+        raise DataError(f"refusing to unpickle `{module}.{name}` from a local dataset file: CIFAR batches hold "
+                        "only dicts, lists and numpy arrays, so this file was not written by the dataset's "
+                        "authors. Delete it or use the binary CIFAR files (cifar-10-batches-bin).")
+
+
 @functools.lru_cache(maxsize=8)
 def _read_cached(kind: str, paths: tuple, num_label_bytes: int = 1):
     if kind == "idx":
@@ -109,7 +129,7 @@ def _read_cached(kind: str, paths: tuple, num_label_bytes: int = 1):
     for p in paths:
         if kind == "pickle":
             with open(p, "rb") as f:
-                batch = pickle.load(f, encoding="bytes")
+                batch = _SafeUnpickler(f, encoding="bytes").load()
             data = np.asarray(batch[b"data"], np.uint8)
             lab = batch.get(b"labels", batch.get(b"fine_labels"))
         else:  # CIFAR binary: label byte(s) then 3072 pixel bytes per record
