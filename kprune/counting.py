@@ -160,7 +160,7 @@ class _Counter:
         return self.nnz[id(v)]
 
     def record(self, layer, args, kwargs, outputs):
-        weights = list(layer.weights)
+        weights = list(getattr(layer, "weights", ()))  # keras.ops nodes are weightless operations
         inner = layer
         if isinstance(layer, L.Wrapper) and not isinstance(layer, L.TimeDistributed):
             inner = layer.layer
@@ -201,7 +201,7 @@ class _Counter:
             return tuple(sum(r[i] for r in results) for i in range(3))
         terms = rules.terms(layer, in_shapes, out_shapes)
         if terms is None:
-            if layer.weights and not isinstance(layer, (L.BatchNormalization,) + rules.STAT_NORMS + rules.AFFINE + rules.ACTIVATIONS):
+            if getattr(layer, "weights", None) and not isinstance(layer, (L.BatchNormalization,) + rules.STAT_NORMS + rules.AFFINE + rules.ACTIVATIONS):
                 self.uncounted.append(type(layer).__name__)
             return 0, 0, rules.ops(layer, in_shapes, out_shapes)
         macs = eff = 0

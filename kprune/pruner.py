@@ -317,7 +317,8 @@ class Pruner(LayerUnits):
             if m.role != "producer" or m.weight not in _MAIN_KERNELS:
                 continue
             value = np.asarray(self._variable(m.layer.name, m.weight).numpy())
-            idx = np.asarray(m.index)[:, 0]
+            rows = np.asarray(m.index)  # [C, k]: a group channel may span k positions (GroupNorm groups)
+            idx = rows[:, 0]
             kw = self._stats_for(stats, crit, m.layer.name, m.weight)
             if "bn" in crit.needs:
                 if not gammas:
@@ -330,12 +331,12 @@ class Pruner(LayerUnits):
                 gamma[idx] = np.asarray(gm.variable().numpy())[np.asarray(gm.index)[:, 0]]
                 kw["gamma"] = gamma
             per_channel = crit(value, m.axis, **kw)
-            vectors.append(per_channel[idx])
-            costs += value.size / value.shape[m.axis]
+            vectors.append(per_channel[rows].sum(axis=1))
+            costs += value.size / value.shape[m.axis] * rows.shape[1]
             if isinstance(m.layer, PruneWrapper) and m.weight in m.layer.masks:
                 mask = np.asarray(m.layer.masks[m.weight].numpy())
                 alive = np.any(np.moveaxis(mask, m.axis, 0).reshape(mask.shape[m.axis], -1) != 0, axis=1)
-                frozen &= ~alive[idx]
+                frozen &= ~alive[rows].any(axis=1)
             else:
                 frozen &= False
         if "bn" in crit.needs:
