@@ -10,6 +10,7 @@ EPILOG = """\b
 Examples:
   kprune-cli compare recipes/compare/tiny.yaml --out runs/tiny --jobs 2
   kprune-cli compare recipes/compare/fashion_mnist_cpu.yaml --out runs/fmnist --jobs 2
+  kprune-cli compare recipes/compare/cifar10_gpu.yaml --set model.name=vgg16 --out runs/cifar-vgg16
   kprune-cli plot runs/tiny --logx
 """
 
@@ -22,8 +23,10 @@ Examples:
               help="Cells run in parallel worker processes.")
 @click.option("--resume/--no-resume", default=True, show_default=True,
               help="Skip finished cells and resume partial ones; --no-resume reruns every cell.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY.PATH=VALUE",
+              help="Override a value of the base recipe, e.g. --set model.name=vgg16 (repeatable; values are YAML).")
 @click.option("--quiet", is_flag=True, help="No per-cell lines.")
-def compare(sweep, out_dir, jobs, resume, quiet):
+def compare(sweep, out_dir, jobs, resume, overrides, quiet):
     """Run a comparison SWEEP: one base recipe × pruners × targets × seeds, plus baselines.
 
     One dense model per seed is trained once and shared by every cell; every pruner gets the
@@ -33,7 +36,7 @@ def compare(sweep, out_dir, jobs, resume, quiet):
     from kprune import experiments
     from kprune.errors import KPruneError
     try:
-        s = experiments.Sweep.load(sweep)
+        s = experiments.Sweep.load(sweep, overrides=overrides)
         out_dir = out_dir or os.path.join("runs", f"compare-{s.name}")
         report = experiments.compare(s, out_dir, jobs=jobs, resume=resume, verbose=0 if quiet else 1)
     except KPruneError as e:

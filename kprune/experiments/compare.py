@@ -80,7 +80,7 @@ def plan(sweep: Sweep, out_dir: str, resume: bool = True) -> list:
     return [dense, middle, scratch]
 
 
-def compare(sweep, out_dir, jobs: int = 1, resume: bool = True, verbose: int = 1) -> dict:
+def compare(sweep, out_dir, jobs: int = 1, resume: bool = True, verbose: int = 1, overrides=()) -> dict:
     """Runs every cell of ``sweep`` into ``out_dir`` and writes the summary table.
 
     Args:
@@ -90,6 +90,7 @@ def compare(sweep, out_dir, jobs: int = 1, resume: bool = True, verbose: int = 1
             ``sweep.threads`` TensorFlow threads, by default ``cores // jobs``.
         resume: skip finished cells and resume partial ones (default True); False reruns all.
         verbose: 0 prints nothing; 1 one line per cell.
+        overrides: ``key.path=value`` strings applied to the base recipe (default none).
 
     Returns:
         ``{"out_dir", "cells": [{"id", "status", ...}], "failed": [...], "summary": path}``,
@@ -107,7 +108,7 @@ def compare(sweep, out_dir, jobs: int = 1, resume: bool = True, verbose: int = 1
     """
     from kprune.experiments.results import write_summary
 
-    sweep = Sweep.load(sweep)
+    sweep = Sweep.load(sweep, overrides=overrides)
     if not isinstance(jobs, int) or jobs < 1:
         raise KPruneError(f"jobs must be an integer >= 1. Received: jobs={jobs!r}.")
     out_dir = os.path.abspath(os.fspath(out_dir))

@@ -100,7 +100,7 @@ class Sweep:
     ``random`` baseline when it is on; ``targets`` is a list of ``(kind, value)``.
     """
 
-    def __init__(self, data: dict, source: str | None = None, lines: dict | None = None):
+    def __init__(self, data: dict, source: str | None = None, lines: dict | None = None, overrides=()):
         lines = lines or {}
         cfg = S.validate_section(data, SWEEP, "", lines)
         folder = os.path.dirname(os.path.abspath(source)) if source else os.getcwd()
@@ -108,6 +108,8 @@ class Sweep:
         self.config = cfg
         self.name = cfg["name"] or (os.path.splitext(os.path.basename(source))[0] if source else "sweep")
         self.recipe = _base_recipe(cfg["recipe"], folder, lines)
+        if overrides:
+            self.recipe = self.recipe.with_overrides(overrides)
         self.seeds = list(dict.fromkeys(cfg["seeds"]))
         self.targets = [(k, float(v)) for k in TARGET_KINDS for v in (cfg["targets"][k] or [])]
         self.baselines = cfg["baselines"]
@@ -131,8 +133,13 @@ class Sweep:
                                       line=lines.get(f"pruners[{i}]")) from None
 
     @classmethod
-    def load(cls, value) -> "Sweep":
+    def load(cls, value, overrides=()) -> "Sweep":
         """Reads a sweep from a YAML path, YAML text, a dict or a Sweep.
+
+        Args:
+            value: the sweep.
+            overrides: ``key.path=value`` strings applied to the base recipe (e.g.
+                ``["model.name=vgg16"]``), as ``kprune-cli compare --set`` does.
 
         Example:
             >>> sweep = Sweep.load("recipes/compare/tiny.yaml")
@@ -140,9 +147,11 @@ class Sweep:
             ['l1', 'fpgm', 'random']
         """
         if isinstance(value, Sweep):
+            if overrides:
+                raise RecipeError("", "overrides apply when a sweep is read; pass the file or dict, not a Sweep.")
             return value
         if isinstance(value, dict):
-            return cls(copy.deepcopy(value))
+            return cls(copy.deepcopy(value), overrides=overrides)
         if not isinstance(value, (str, os.PathLike)):
             raise RecipeError("", "a sweep must be a path to a YAML file, YAML text or a mapping.", value)
         source, text = None, os.fspath(value)
@@ -162,7 +171,7 @@ class Sweep:
         if not isinstance(data, dict):
             raise RecipeError("", "a sweep must be a YAML mapping at the top level.", data, line=1)
         from kprune.recipe import _line_map
-        return cls(data, source=source, lines=_line_map(node) if node is not None else {})
+        return cls(data, source=source, lines=_line_map(node) if node is not None else {}, overrides=overrides)
 
     def to_dict(self) -> dict:
         """The validated sweep as plain data, with the base recipe expanded."""
