@@ -122,13 +122,20 @@ def _fit_epochs(run: Run, model, section: str, cfg: dict, callbacks=(), make_mod
 
 
 def _statistics_data(r: Run):
-    """The training set when a criterion of the recipe reads activations or gradients, else None."""
+    """Training batches for criteria that read activations or gradients, else None.
+
+    The batches are drawn once (the training set shuffled with the run's seed) and kept in
+    memory, so every mask update reads the same batches whether or not the run was resumed
+    (iterating a reshuffling dataset again would give a different order after a restart).
+    """
     from kprune import criteria
     prune = r.recipe.prune
     names = {prune["criterion"]} | {e["criterion"] for e in prune["config_list"] if e.get("criterion")}
-    if any({"activations", "gradients"} & set(criteria.get(n).needs) for n in names):
-        return r.dataset("train")
-    return None
+    used = [criteria.get(n) for n in names]
+    if not any({"activations", "gradients"} & set(c.needs) for c in used):
+        return None
+    n = max([int(prune["statistics_batches"])] + [int(c.batches or 0) for c in used])
+    return [batch for batch in r.dataset("train").take(n)]
 
 
 def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -> dict:
