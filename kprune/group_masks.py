@@ -26,6 +26,10 @@ from kprune.graph_walk import unwrap
 STATISTICS = ("moving_mean", "moving_variance")
 
 
+#: kernels that soft pruning masks (the producers' filters).
+SOFT_KERNELS = ("kernel", "pointwise_kernel", "depthwise_kernel")
+
+
 def _rows(member, value: np.ndarray) -> np.ndarray:
     """Move the member's axis first and gather ``[C, k, ...]`` slices."""
     moved = np.moveaxis(value, member.axis, 0)
@@ -112,37 +116,50 @@ def _zero_rows(value: np.ndarray, member, drop: np.ndarray) -> np.ndarray:
     return np.moveaxis(moved, 0, member.axis)
 
 
-def apply_group_mask(group, keep) -> None:
+def apply_group_mask(group, keep, soft: bool = False) -> None:
     """Multiply the masks of every wrapped member of ``group`` by a channel mask.
 
     Producers, followers and consumers that are kprune wrappers get their mask (and their
     weight) zeroed at the dropped channels; members whose layer is not wrapped are left
-    alone (the values reaching them are zero, or the channel stays in ``compact``).
+    alone (the values reaching them are zero, or the channel stays in ``compact``). Each
+    (layer, weight) mask is written once, even when several members share it.
 
     Args:
         group: a :class:`~kprune.graph.ChannelGroup`.
         keep: bool array ``[group.size]``; False channels are pruned.
+        soft: soft filter pruning: only the producers' kernels are masked, and this group's
+            kept channels are re-enabled (other groups' indices are untouched), so pruned
+            filters keep receiving gradients through biases and BatchNorm parameters.
 
     Example:
         >>> keep = np.ones(g.size, bool); keep[:4] = False
         >>> apply_group_mask(g, keep)
     """
     keep = np.asarray(keep, bool)
-    drop = ~keep
     if keep.shape != (group.size,):
         raise ValueError(f"keep must have shape ({group.size},). Received: shape {keep.shape}.")
+    touched = {}
     for m in group.members:
         masks = getattr(m.layer, "masks", None)
         if not masks or m.weight not in masks:
             continue
-        mask = keras.ops.convert_to_numpy(masks[m.weight])
-        new = _zero_rows(mask, m, drop)
+        if soft and not (m.role == "producer" and m.weight in SOFT_KERNELS):
+            continue
+        key = (id(m.layer), m.weight)
+        if key not in touched:
+            touched[key] = (m, keras.ops.convert_to_numpy(masks[m.weight]).copy())
+        mask = touched[key][1]
+        view = np.moveaxis(mask, m.axis, 0)
+        view[np.asarray(m.index)[~keep].ravel()] = 0
+        if soft:
+            view[np.asarray(m.index)[keep].ravel()] = 1
+    for m, mask in touched.values():
         if hasattr(m.layer, "set_mask"):
-            m.layer.set_mask(m.weight, new)
+            m.layer.set_mask(m.weight, mask)
         else:
-            masks[m.weight].assign(new)
+            m.layer.masks[m.weight].assign(mask)
             var = m.variable()
-            var.assign(keras.ops.convert_to_numpy(var) * new)
+            var.assign(keras.ops.convert_to_numpy(var) * mask)
 
 
 def zero_channels(group, keep, consumers: str = "required") -> None:

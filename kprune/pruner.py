@@ -28,6 +28,7 @@ import numpy as np
 
 from kprune import allocation, criteria, granularity, lottery, schedules
 from kprune.errors import GraphError, KPruneError, RecipeError
+from kprune.group_masks import apply_group_mask
 from kprune.pruner_units import LayerUnits
 from kprune.wrappers.prune_wrapper import PruneWrapper
 from kprune.wrappers.wrap import find_wrappers
@@ -360,39 +361,10 @@ class Pruner(LayerUnits):
                                              None if self.soft else f)
                      for g, ws, s, _, f in scored]
         for (g, *_), keep in zip(scored, keeps):
-            apply_group_keep(g, keep, soft=self.soft and not self._final)
+            apply_group_mask(g, keep, soft=self.soft and not self._final)
 
     # -- reporting -----------------------------------------------------------------------------
     def state(self) -> dict:
         """A JSON-friendly summary: step, round, schedule and skipped layers."""
         return {"step": self.step, "round": self.round, "schedule": self.schedule.get_config(),
                 "skipped": dict(self.skipped)}
-
-
-def apply_group_keep(group, keep: np.ndarray, soft: bool = False):
-    """Writes a channel group's keep-mask into the masks of every wrapped member.
-
-    Pruned channels are zeroed along each member's axis at its index (producers' filters and
-    biases, followers' per-channel parameters, consumers' input channels). With ``soft``
-    (soft filter pruning) only the producers' filters are zeroed and the kept filters of this
-    group are re-enabled, so that pruned filters keep receiving gradients through the
-    untouched biases and BatchNorm parameters (other groups' indices are untouched).
-    """
-    keep = np.asarray(keep, dtype=bool)
-    touched = {}
-    for m in group.members:
-        if not isinstance(m.layer, PruneWrapper) or m.weight not in m.layer.masks:
-            continue
-        if soft and not (m.role == "producer" and m.weight in _MAIN_KERNELS + ("depthwise_kernel",)):
-            continue
-        key = (id(m.layer), m.weight)
-        if key not in touched:
-            touched[key] = (m.layer, m.weight, np.asarray(m.layer.masks[m.weight].numpy()).copy())
-        mask = touched[key][2]
-        idx = np.asarray(m.index)
-        view = np.moveaxis(mask, m.axis, 0)
-        view[idx[~keep].ravel()] = 0
-        if soft:
-            view[idx[keep].ravel()] = 1
-    for layer, weight, mask in touched.values():
-        layer.set_mask(weight, mask)
