@@ -12,7 +12,7 @@ Layout of ``out_dir``::
 
 Cells run in three phases — dense models, then pruners and uniform-width models, then the
 scratch models (which need their pruned architecture) — each over a pool of ``jobs``
-worker processes (``spawn``; TensorFlow is imported only in the workers). A cell whose
+worker processes (``spawn``). A cell whose
 ``result.json`` is complete is skipped; a cell that stopped part-way is resumed from its
 checkpoints (``kprune.pipeline``'s resume). A failed cell is recorded with its traceback
 (``error.txt``) and does not stop the others.
@@ -25,6 +25,8 @@ import logging
 import multiprocessing
 import os
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
 
 from kprune.errors import KPruneError
 from kprune.experiments.cells import read_result, run_cell
@@ -32,6 +34,9 @@ from kprune.experiments.sweep import Sweep, cell_recipe, no_prune
 from kprune.io import atomic_write_json
 
 log = logging.getLogger("kprune")
+
+BROKEN = ("a worker process died (killed for lack of memory? or, from a Python script, compare() was called "
+          "outside an `if __name__ == \"__main__\":` block, which spawned workers re-run)")
 
 
 def target_label(kind: str, value: float) -> str:
@@ -60,7 +65,7 @@ def plan(sweep: Sweep, out_dir: str, resume: bool = True) -> list:
             label = target_label(kind, value)
             for p in sweep.pruners:
                 out = os.path.join(out_dir, "cells", p["name"], label, f"seed-{seed}")
-                recipe = cell_recipe(sweep.recipe, p, kind, value, seed, dense_path=d_model).to_dict()
+                recipe = cell_recipe(sweep.recipe, p, kind, value, seed, dense_path=d_model)
                 middle.append(dict(common, id=f"{p['name']}/{label}/seed-{seed}", role="prune", name=p["name"],
                                    baseline=bool(p.get("baseline")), target=[kind, value], seed=seed, out=out,
                                    recipe=recipe, dense_out=d_out))
@@ -100,11 +105,14 @@ def compare(sweep, out_dir, jobs: int = 1, resume: bool = True, verbose: int = 1
         RecipeError: for an invalid sweep (before anything runs).
         KPruneError: when ``resume`` meets a finished cell run with a different recipe.
 
+    Workers are started with ``spawn``, which imports the calling script again: in a script,
+    call ``compare`` under ``if __name__ == "__main__":`` (otherwise the workers die and every
+    cell is reported failed with this hint).
+
     Example:
         >>> from kprune.experiments import compare
-        >>> report = compare("recipes/compare/tiny.yaml", "runs/tiny", jobs=2)
-        >>> report["failed"]
-        []
+        >>> if __name__ == "__main__":
+        ...     report = compare("recipes/compare/tiny.yaml", "runs/tiny", jobs=2)
     """
     from kprune.experiments.results import write_summary
 
@@ -126,7 +134,6 @@ def compare(sweep, out_dir, jobs: int = 1, resume: bool = True, verbose: int = 1
         if verbose:
             print(f"[{done_count}/{total}] {_line(entry)} ({time.time() - t0:.0f} s)", flush=True)
 
-    ctx = multiprocessing.get_context("spawn")
     pool = None
     try:
         for phase in phases:
@@ -144,13 +151,20 @@ def compare(sweep, out_dir, jobs: int = 1, resume: bool = True, verbose: int = 1
             if not todo:
                 continue
             if pool is None:
-                pool = ctx.Pool(jobs, initializer=_init, initargs=(threads,))
-            for entry in pool.imap_unordered(run_cell, todo):
-                report(entry)
+                pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
+                                           initializer=_init, initargs=(threads,))
+            futures = {pool.submit(run_cell, spec): spec for spec in todo}
+            for future in as_completed(futures):
+                try:
+                    report(future.result())
+                except BrokenProcessPool:
+                    report({"id": futures[future]["id"], "status": "failed", "error": BROKEN})
+            if any(status[s["id"]].get("error") == BROKEN for s in todo):
+                pool.shutdown(cancel_futures=True)
+                pool = None
     finally:
         if pool is not None:
-            pool.close()
-            pool.join()
+            pool.shutdown()
     cells = [status[s["id"]] for phase in phases for s in phase]
     failed = [c for c in cells if c["status"] == "failed"]
     summary = write_summary(out_dir)
@@ -192,7 +206,7 @@ def _check_same_recipe(spec: dict):
     from kprune.recipe import Recipe
     with open(path, encoding="utf-8") as f:
         stored = json.load(f).get("recipe")
-    if stored != Recipe(spec["recipe"]).to_dict():
+    if stored != Recipe.coerce(spec["recipe"]).to_dict():
         raise KPruneError(f"cell {spec['id']} in {spec['out']} was run with another recipe than the sweep gives it "
                           "now. Use a new output folder, or resume=False (--no-resume) to rerun every cell.")
 

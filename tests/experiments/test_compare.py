@@ -1,13 +1,14 @@
 """kprune.experiments.compare: sweeps, shared dense models, baselines, resume, --jobs."""
 
-import copy
 import json
 import os
+import pickle
 
 import pytest
 import yaml
 
 from kprune.errors import RecipeError
+from kprune.recipe import Recipe
 from kprune.experiments import Sweep, compare, plan
 from kprune.experiments.sweep import cell_recipe
 
@@ -37,7 +38,7 @@ def test_tiny_sweep_expands_into_cells(tmp_path):
     assert [c["id"] for c in dense] == ["dense/seed-0", "dense/seed-1"]
     assert len(middle) == 2 * 2 * 4 and len(scratch) == 2 * 2  # (3 pruners + uniform-width), scratch of l1
     cell = next(c for c in middle if c["id"] == "fpgm/sparsity-0.6/seed-1")
-    r = cell["recipe"]
+    r = cell["recipe"].to_dict()
     assert r["model"]["name"] == str(tmp_path / "dense" / "seed-1" / "dense.keras") and r["train"]["epochs"] == 0
     assert r["prune"]["criterion"] == "fpgm" and r["seed"] == 1 and r["prune"]["seed"] == 1
     assert [e["sparsity"] for e in r["prune"]["config_list"]] == [0.6, None]  # the exclude entry is kept
@@ -51,6 +52,9 @@ def test_targets_map_to_config_entries_and_search_budgets():
     assert r.prune["search"]["constraint"] == "params" and r.prune["search"]["budget"] == pytest.approx(0.3)
     r = cell_recipe(base, sa, "flops", 0.25, seed=3)
     assert (r.prune["search"]["constraint"], r.prune["search"]["budget"]) == ("flops", 0.25)
+    slim = cell_recipe(base, {"name": "slim", "set": {"prune.criterion": "slim"}}, "sparsity", 0.5, seed=0)
+    assert slim.prune["criterion"] == "slim"  # global by definition: valid because the raw recipe names no scope
+    assert Recipe.coerce(pickle.loads(pickle.dumps(slim))).to_dict() == slim.to_dict()  # crosses processes
     r = cell_recipe(base, {"name": "l2", "set": {"prune.criterion": "l2"}}, "params", 0.4, seed=0)
     assert r.prune["search"]["name"] == "uniform" and r.prune["search"]["budget"] == 0.4
     assert r.prune["criterion"] == "l2"
@@ -189,3 +193,16 @@ def test_baselines_random_uniform_width_and_scratch(tmp_path):
     pruned = keras.saving.load_model(str(out / "cells" / "l1" / "sparsity-0.5" / "seed-0" / "model.keras"))
     assert [w.shape for w in init.get_weights()] == [w.shape for w in pruned.get_weights()]
     assert not np.allclose(init.get_weights()[0], pruned.get_weights()[0])
+
+
+@pytest.mark.slow
+def test_a_script_without_main_guard_fails_cleanly_instead_of_hanging(tmp_path):
+    import subprocess
+    import sys
+    script = tmp_path / "unguarded.py"
+    script.write_text(f"from kprune.experiments import compare\n"
+                      f"report = compare({TINY!r}, {str(tmp_path / 'out')!r}, jobs=1, verbose=0)\n"
+                      f"print('FAILED', len(report['failed']), report['failed'][0]['error'])\n")
+    res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=500)
+    line = next(ln for ln in res.stdout.splitlines() if ln.startswith("FAILED"))
+    assert line.startswith("FAILED 22 ") and "__main__" in line
