@@ -35,17 +35,25 @@ def weight_mask(scores, sparsity: float, frozen=None) -> np.ndarray:
     """
     scores = np.asarray(scores)
     flat = np.asarray(scores, dtype=np.float64).ravel()
-    if frozen is not None:
-        flat = np.where(np.asarray(frozen).ravel().astype(bool), -np.inf, flat)
     k = n_pruned(flat.size, sparsity)
     keep = np.ones(flat.size, dtype=bool)
+    candidates = np.arange(flat.size)
+    if frozen is not None:
+        # frozen entries rank first (by position); select the rest among the others only, so
+        # the partition below never runs over a large block of equal values
+        fz = np.asarray(frozen).ravel().astype(bool)
+        frozen_idx = np.flatnonzero(fz)
+        keep[frozen_idx[:k]] = False
+        k -= min(k, frozen_idx.size)
+        candidates = np.flatnonzero(~fz)
     if k:
         # O(n) selection with the same result as a stable argsort: everything below the k-th
         # smallest value, then the first (by position) of the entries equal to it
-        kth = np.partition(flat, k - 1)[k - 1]
-        below = flat < kth
-        keep[below] = False
-        keep[np.flatnonzero(flat == kth)[:k - int(below.sum())]] = False
+        values = flat[candidates]
+        kth = np.partition(values, k - 1)[k - 1]
+        below = values < kth
+        keep[candidates[below]] = False
+        keep[candidates[np.flatnonzero(values == kth)[:k - int(below.sum())]]] = False
     return keep.reshape(scores.shape)
 
 
