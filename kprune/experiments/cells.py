@@ -59,11 +59,13 @@ def read_result(out: str):
 def run_cell(spec: dict) -> dict:
     """Runs one cell (in a worker process) and returns ``{"id", "status", "result" | "error"}``.
 
-    Status ``done`` (ran now), ``skipped`` (not applicable, with ``reason``) or ``failed``
+    ``seconds`` is wall time, ``cpu_seconds`` the worker's CPU time (every thread; on a shared
+    machine it is the better measure of a cell's cost). Status ``done`` (ran now),
+    ``skipped`` (not applicable, with ``reason``) or ``failed``
     (the traceback is also written to ``out/error.txt``). Exceptions never escape: one failed
     cell must not stop the sweep.
     """
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     out = spec["out"]
     try:
         import keras
@@ -84,7 +86,8 @@ def run_cell(spec: dict) -> dict:
         atomic_write_json(os.path.join(out, "result.json"), result)
         if os.path.exists(os.path.join(out, "error.txt")):
             os.unlink(os.path.join(out, "error.txt"))
-        return {"id": spec["id"], "status": "done", "result": result, "seconds": round(time.time() - t0, 1)}
+        return {"id": spec["id"], "status": "done", "result": result, "seconds": round(time.time() - t0, 1),
+                "cpu_seconds": round(time.process_time() - c0, 1)}
     except Exception as e:  # noqa: BLE001 - recorded and reported by compare()
         text = traceback.format_exc()
         os.makedirs(out, exist_ok=True)
