@@ -239,29 +239,7 @@ class Recipe:
             path_or_text: a path to a ``.yaml``/``.yml`` file, or YAML text.
             overrides: iterable of ``"a.b.c=value"`` strings (values parsed as YAML).
         """
-        source = None
-        text = path_or_text
-        if isinstance(path_or_text, os.PathLike) or (
-                isinstance(path_or_text, str) and "\n" not in path_or_text
-                and (path_or_text.endswith((".yaml", ".yml")) or os.path.exists(path_or_text))):
-            source = os.fspath(path_or_text)
-            if not os.path.exists(source):
-                raise RecipeError("", f"recipe file not found: {source}.")
-            with open(source, encoding="utf-8") as f:
-                text = f.read()
-        try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            line = mark.line + 1 if mark is not None else None
-            raise RecipeError("", f"malformed YAML{' in ' + source if source else ''}: "
-                              f"{getattr(e, 'problem', None) or e}.", line=line) from None
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise RecipeError("", "a recipe must be a YAML mapping at the top level.", data, line=1)
-        lines = _line_map(node) if node is not None else {}
+        data, lines, source = read_yaml(path_or_text, "recipe")
         data = apply_overrides(data, overrides)
         return cls(data, source=source, lines=lines)
 
@@ -298,6 +276,37 @@ def _check_acyclic(value, path: str = "", seen: tuple = ()):
         for k, v in items:
             sub = f"{path}[{k}]" if isinstance(value, list) else (f"{path}.{k}" if path else str(k))
             _check_acyclic(v, sub, seen + (value,))
+
+
+def read_yaml(path_or_text, what: str = "recipe"):
+    """Reads a YAML file path or YAML text with ``safe_load``; returns ``(data, lines, source)``.
+
+    ``data`` is the top-level mapping (``{}`` for an empty document), ``lines`` maps dotted key
+    paths to 1-based line numbers, ``source`` is the file path (None for text). Errors are
+    :class:`RecipeError` naming ``what`` and the line.
+    """
+    source, text = None, path_or_text
+    if isinstance(path_or_text, os.PathLike) or (
+            isinstance(path_or_text, str) and "\n" not in path_or_text
+            and (path_or_text.endswith((".yaml", ".yml")) or os.path.exists(path_or_text))):
+        source = os.fspath(path_or_text)
+        if not os.path.exists(source):
+            raise RecipeError("", f"{what} file not found: {source}.")
+        with open(source, encoding="utf-8") as f:
+            text = f.read()
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise RecipeError("", f"malformed YAML{' in ' + source if source else ''}: "
+                          f"{getattr(e, 'problem', None) or e}.", line=line) from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise RecipeError("", f"a {what} must be a YAML mapping at the top level.", data, line=1)
+    return data, (_line_map(node) if node is not None else {}), source
 
 
 _KEY_RE = re.compile(r"([^.\[\]]+)|\[(\d+)\]")

@@ -24,7 +24,6 @@ import copy
 import json
 import os
 
-import yaml
 
 from kprune import schema as S
 from kprune.errors import RecipeError
@@ -154,24 +153,9 @@ class Sweep:
             return cls(copy.deepcopy(value), overrides=overrides)
         if not isinstance(value, (str, os.PathLike)):
             raise RecipeError("", "a sweep must be a path to a YAML file, YAML text or a mapping.", value)
-        source, text = None, os.fspath(value)
-        if "\n" not in text and (text.endswith((".yaml", ".yml")) or os.path.exists(text)):
-            source = text
-            if not os.path.exists(source):
-                raise RecipeError("", f"sweep file not found: {source}.")
-            with open(source, encoding="utf-8") as f:
-                text = f.read()
-        try:
-            node = yaml.compose(text, Loader=yaml.SafeLoader)
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            raise RecipeError("", f"malformed sweep YAML: {getattr(e, 'problem', None) or e}.",
-                              line=mark.line + 1 if mark else None) from None
-        if not isinstance(data, dict):
-            raise RecipeError("", "a sweep must be a YAML mapping at the top level.", data, line=1)
-        from kprune.recipe import _line_map
-        return cls(data, source=source, lines=_line_map(node) if node is not None else {}, overrides=overrides)
+        from kprune.recipe import read_yaml
+        data, lines, source = read_yaml(value, "sweep")
+        return cls(data, source=source, lines=lines, overrides=overrides)
 
     def to_dict(self) -> dict:
         """The validated sweep as plain data, with the base recipe expanded."""

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import abc
+
 from kprune.errors import RecipeError
 
 
-class Schedule:
+class Schedule(abc.ABC):
     """Base class: subclasses define ``SCHEMA``, ``updates_at`` and ``sparsity``.
 
     Keys ending in ``_epoch`` (and ``frequency`` when the schedule is in epochs) are turned
@@ -59,11 +61,13 @@ class Schedule:
         f = self._config.get("frequency", 1)
         return max(1, int(round(f * self._spe))) if self.in_epochs else int(f)
 
-    def updates_at(self, step: int) -> bool:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def updates_at(self, step: int) -> bool:
+        """Whether masks are recomputed before training step ``step``."""
 
-    def sparsity(self, step: int, final: float) -> float:  # pragma: no cover - abstract
-        raise NotImplementedError
+    @abc.abstractmethod
+    def sparsity(self, step: int, final: float) -> float:
+        """The target sparsity at ``step`` for a layer whose final target is ``final``."""
 
     def last_update_step(self):
         """The step of the last scheduled update (``None`` if it never ends)."""
