@@ -15,7 +15,7 @@ from kprune.errors import KPruneError
 from kprune.experiments import references as refs
 from kprune.experiments.results import latency_threads, load_results, mean_std, value
 
-MARKERS = "osD^vP*Xp<>h"
+MARKERS = "osD^vPdXp<>h"  # no "*": the star is the dense model
 PANELS = (("params", "parameters"), ("flops", "FLOPs (= 2 × MACs)"), ("latency_ms", "TFLite latency, ms"))
 
 
