@@ -42,5 +42,24 @@ class Registry:
             return self._items[name]
         raise RecipeError(path or self.family, f"unknown {self.family}. Allowed: {self.names()}.", name)
 
+    def validate(self, value, path: str, lines=None, schema=lambda cls: cls.SCHEMA, nullable: bool = False) -> dict:
+        """Validates a ``{name: ..., **keys}`` config against the named member's schema.
+
+        A bare string is read as ``{"name": value}``. The member class gives its
+        :class:`kprune.schema.Section` (``schema(cls)``) and cross-field ``check``; errors name
+        the key path and, for YAML, the line.
+        """
+        from kprune import schema as S
+        lines = lines or {}
+        if isinstance(value, str):
+            value = {"name": value}
+        if not isinstance(value, dict) or "name" not in value:
+            raise RecipeError(path, f"must be {'null or ' if nullable else ''}a mapping with a `name` "
+                              f"(one of {self.names()}).", value, line=lines.get(path))
+        cls = self.lookup(value["name"], f"{path}.name")
+        out = S.validate_section(value, schema(cls), path, lines)
+        cls.check(out, path, lines)
+        return out
+
     def __contains__(self, name):
         return name in self._items

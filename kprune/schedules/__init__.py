@@ -33,15 +33,4 @@ def get(identifier, path: str = "prune.schedule") -> Schedule:
 
 def validate(value, path: str = "prune.schedule", lines=None) -> dict:
     """Validates a schedule config dict (unknown keys, types, ranges) and fills defaults."""
-    from kprune import schema as S
-    from kprune.errors import RecipeError
-    lines = lines or {}
-    if isinstance(value, str):
-        value = {"name": value}
-    if not isinstance(value, dict) or "name" not in value:
-        raise RecipeError(path, f"must be a mapping with a `name` (one of {names()}).", value,
-                          line=lines.get(path))
-    cls = _REGISTRY.lookup(value["name"], f"{path}.name")
-    out = S.validate_section(value, cls.SCHEMA, path, lines)
-    cls.check(out, path, lines)
-    return out
+    return _REGISTRY.validate(value, path, lines)

@@ -31,18 +31,7 @@ def validate(value, path="prune.search", lines=None):
         RecipeError: naming the key path, for unknown names, unknown keys, wrong types or
             impossible values.
     """
-    from kprune import schema as S
-    from kprune.errors import RecipeError
-    lines = lines or {}
-    if isinstance(value, str):
-        value = {"name": value}
-    if not isinstance(value, dict) or "name" not in value:
-        raise RecipeError(path, f"must be null or a mapping with a `name` (one of {names()}).", value,
-                          line=lines.get(path))
-    cls = _REGISTRY.lookup(value["name"], f"{path}.name")
-    out = S.validate_section(value, cls.schema(), path, lines)
-    cls.check(out, path, lines)
-    return out
+    return _REGISTRY.validate(value, path, lines, schema=lambda cls: cls.schema(), nullable=True)
 
 
 def get(identifier, path: str = "prune.search") -> Search:
