@@ -3,11 +3,14 @@
 For every prunable layer (Conv1D/Conv2D with ``groups == 1``, DepthwiseConv2D, Dense) the
 table times a one-layer TFLite model built from the layer's config and input shape, for
 each (input channels, output channels) pair on a grid of fractions of the original
-counts. A pruned model's latency is predicted as the sum of the per-layer latencies,
-bilinearly interpolated at its channel counts, plus a constant for the remainder
-(``full model measured − sum of its layers at full width``; it absorbs the other layers
-and per-invoke overhead and can be negative). At full width the prediction equals the
-measured full model by construction. Used by latency-constrained search (NetAdapt, AMC).
+counts. Every probe also pays the interpreter's fixed per-invoke cost, so the table times
+an (almost) empty model once and subtracts that overhead from each probe: a layer's
+latency is ``probe − overhead`` (never below 0). A pruned model's latency is predicted as
+the sum of the per-layer latencies, bilinearly interpolated at its channel counts, plus a
+constant for the remainder (``full model measured − sum of its layers at full width``; it
+holds the overhead, once, and the layers that are not in the table), and never below the
+overhead. At full width the prediction equals the measured full model by construction.
+Used by latency-constrained search (NetAdapt, AMC).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from kprune.export.tflite import to_tflite, write_atomic
 
 TARGETS = ("host", "android")
 STATISTICS = ("min", "median")
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 DEFAULT_GRID = (0.25, 0.5, 1.0)
 _SUPPORTED = ("Conv1D", "Conv2D", "DepthwiseConv2D", "Dense")
 
@@ -86,6 +89,14 @@ def _probe_model(layer, cin: int, cout: int | None):
     return keras.Model(inputs, type(layer).from_config(config)(inputs))
 
 
+def _overhead_model():
+    """The smallest model LiteRT will run: one ReLU on one number (the per-invoke cost)."""
+    import keras
+
+    inputs = keras.Input((1,), batch_size=1)
+    return keras.Model(inputs, keras.layers.ReLU(name="overhead_probe")(inputs), name="overhead")
+
+
 def _interp_index(grid, value: float):
     """Indices and weight for linear interpolation (extrapolation outside the grid)."""
     grid = np.asarray(grid, dtype=np.float64)
@@ -103,7 +114,9 @@ class LatencyTable:
         layers: ``{name: {"class", "full": [cin, cout], "in_grid", "out_grid", "ms"}}``
             where ``ms[i][j]`` is the latency (the table's statistic) at ``in_grid[i]``, ``out_grid[j]``.
         full_model_ms: measured latency of the whole model.
-        remainder_ms: ``full_model_ms − Σ layers at full width``.
+        remainder_ms: ``full_model_ms − Σ layers at full width`` (holds the overhead once).
+        overhead_ms: measured latency of an almost empty model (per-invoke cost); subtracted
+            from every probe and the floor of every prediction. 0 for hand-built tables.
         signature: what the table was measured for (model, grid, threads, target, ...).
         measured: benchmarks run to build this object (0 when read from the cache).
         from_cache: whether it was read from the cache file.
@@ -116,9 +129,10 @@ class LatencyTable:
     measured: int = 0
     from_cache: bool = False
     meta: dict = field(default_factory=dict)
+    overhead_ms: float = 0.0
 
     def layer_ms(self, name: str, in_channels: int, out_channels: int | None = None) -> float:
-        """Interpolated latency of one layer at the given channel counts."""
+        """Interpolated latency of one layer at the given channel counts, overhead removed."""
         entry = self.layers[name]
         ms = np.asarray(entry["ms"], dtype=np.float64)
         i0, i1, ti = _interp_index(entry["in_grid"], in_channels)
@@ -129,7 +143,7 @@ class LatencyTable:
             j0, j1, tj = _interp_index(entry["out_grid"], out_channels)
         low = ms[i0, j0] * (1 - tj) + ms[i0, j1] * tj
         high = ms[i1, j0] * (1 - tj) + ms[i1, j1] * tj
-        return float(max(0.0, low * (1 - ti) + high * ti))
+        return float(max(0.0, low * (1 - ti) + high * ti - self.overhead_ms))
 
     def predict(self, model_or_channels) -> float:
         """Predicted latency in ms of a pruned version of the measured model.
@@ -140,7 +154,7 @@ class LatencyTable:
                 channels only); layers not mentioned keep their full counts.
 
         Returns:
-            Σ interpolated per-layer latency + ``remainder_ms``.
+            Σ interpolated per-layer latency + ``remainder_ms``, at least ``overhead_ms``.
 
         Example:
             >>> table.predict({"conv2": (16, 32)})
@@ -159,21 +173,21 @@ class LatencyTable:
             if isinstance(value, (int, np.integer)):
                 value = (cin, int(value))
             total += self.layer_ms(name, int(value[0]), int(value[1]))
-        return float(total)
+        return float(max(total, self.overhead_ms))
 
     def to_dict(self) -> dict:
         """JSON-ready dict (the cache file's content)."""
         return {
             "version": CACHE_VERSION, "signature": self.signature, "key": signature_key(self.signature),
             "layers": self.layers, "full_model_ms": self.full_model_ms, "remainder_ms": self.remainder_ms,
-            "meta": self.meta,
+            "overhead_ms": self.overhead_ms, "meta": self.meta,
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> "LatencyTable":
         """Rebuilds a table from :meth:`to_dict` output (``from_cache`` set, ``measured`` 0)."""
         return cls(data["layers"], data["full_model_ms"], data["remainder_ms"], data["signature"],
-                   measured=0, from_cache=True, meta=data.get("meta", {}))
+                   measured=0, from_cache=True, meta=data.get("meta", {}), overhead_ms=data.get("overhead_ms", 0.0))
 
 
 def signature_key(signature: dict) -> str:
@@ -232,7 +246,8 @@ def latency_table(
 
     Cost: one conversion + benchmark per grid point — per layer ``len(grid)²`` points, or
     ``len(grid)`` for layers fed by a model input (input channels fixed), producing a model
-    output (output channels fixed) or depthwise — plus one for the whole model.
+    output (output channels fixed) or depthwise — plus one for the whole model and one for
+    the per-invoke overhead.
 
     Args:
         model: a built functional/sequential Keras model (plain layers; strip/compact first).
@@ -323,7 +338,8 @@ def _measure_table(model, layers, grid, quantize, measure, signature) -> Latency
             ms = [[time_model(_probe_model(layer, i, None if depthwise else o), f"l{index}_{i}_{o}") for o in out_grid] for i in in_grid]
             entries[layer.name] = {"class": type(layer).__name__, "full": [cin, cout], "in_grid": in_grid, "out_grid": out_grid, "ms": ms}
         full_ms = time_model(model, "full")
-    table = LatencyTable(entries, full_ms, 0.0, signature, measured=count)
+        overhead_ms = min(time_model(_overhead_model(), "overhead"), full_ms)
+    table = LatencyTable(entries, full_ms, 0.0, signature, measured=count, overhead_ms=overhead_ms)
     table.remainder_ms = full_ms - sum(table.layer_ms(n, *e["full"]) for n, e in entries.items())
     return table
 

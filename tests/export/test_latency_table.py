@@ -49,7 +49,8 @@ def test_grid_and_measurement_count(built):
     assert conv1["in_grid"] == [3] and conv1["out_grid"] == [8, 32]  # fed by the model input
     assert conv2["in_grid"] == [8, 32] and conv2["out_grid"] == [16, 64]
     assert fc["in_grid"] == [16, 64] and fc["out_grid"] == [10]  # produces the model output
-    assert table.measured == 2 + 4 + 2 + 1  # probes plus the full model
+    assert table.measured == 2 + 4 + 2 + 1 + 1  # probes, the full model, the overhead
+    assert 0 < table.overhead_ms < table.full_model_ms
     assert not table.from_cache
     assert all(ms > 0 for entry in table.layers.values() for row in entry["ms"] for ms in row)
     assert channels_of(model) == {"conv1": (3, 32), "conv2": (32, 64), "fc": (64, 10)}
@@ -104,6 +105,14 @@ def test_bilinear_interpolation_against_hand_computed_values():
     with pytest.raises(ExportError, match=r"no layer\(s\) \['missing'\]"):
         table.predict({"missing": (1, 1)})
     assert LatencyTable.from_dict(json.loads(json.dumps(table.to_dict()))).layers == table.layers
+    # With a measured per-invoke overhead each probe is charged beyond it, and the
+    # prediction never falls below it.
+    table.overhead_ms = 0.5
+    assert table.layer_ms("c", 6, 12) == pytest.approx(2.75 - 0.5)
+    assert table.layer_ms("c", 4, 8) == pytest.approx(0.5)
+    table.remainder_ms = -3.0
+    assert table.predict({"c": (4, 8)}) == pytest.approx(0.5)  # 0.5 - 3.0 < overhead → overhead
+    assert LatencyTable.from_dict(json.loads(json.dumps(table.to_dict()))).overhead_ms == 0.5
 
 
 def test_prediction_error_helper(built):
@@ -149,8 +158,12 @@ def test_android_target_through_fake_adb(fake_adb, tmp_path):
                           cache=tmp_path / "android.json")
     assert table.signature["machine"] == {"serial": "emulator-5554"}
     assert table.layers["conv"]["ms"] == [[2.537, 2.537]] and table.layers["fc"]["ms"] == [[2.537], [2.537]]
-    assert table.measured == 2 + 2 + 1
-    assert table.remainder_ms == pytest.approx(2.537 - 2 * 2.537)
+    assert table.measured == 2 + 2 + 1 + 1
+    # The overhead probe also reads 2.537 ms: every layer costs 0 beyond it, the remainder is
+    # the whole model, and a prediction never drops below the overhead.
+    assert table.overhead_ms == pytest.approx(2.537)
+    assert table.layer_ms("conv", 3, 8) == 0.0
+    assert table.remainder_ms == pytest.approx(2.537)
     assert table.predict({"conv": (3, 4)}) == pytest.approx(2.537)
     pushes = [call for call in fake_adb() if "push" in call]
-    assert len(pushes) == 5
+    assert len(pushes) == 6
