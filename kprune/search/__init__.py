@@ -49,7 +49,7 @@ def get(identifier, path: str = "prune.search") -> Search:
 
 
 def run(model, recipe, evaluator=None, constraint=None, budget=None, out_dir=None, resume=False, seed=None,
-        finetune=None, verbose=1, **options) -> SearchResult:
+        finetune=None, verbose=1, executor=None, **options) -> SearchResult:
     """Runs the search configured by ``recipe``'s ``prune.search``, overridden by keywords.
 
     Args:
@@ -63,6 +63,8 @@ def run(model, recipe, evaluator=None, constraint=None, budget=None, out_dir=Non
         seed: the search seed (default the recipe's, else ``prune.seed``).
         finetune: ``callable(model, steps, seed)`` for algorithms with ``finetune_steps``.
         verbose: 0 hides the progress bar.
+        executor: an :class:`~kprune.search.executor.Executor` (default: ``prune.search.executor``,
+            e.g. ``executor={"name": "local", "workers": 4}`` as an option).
         **options: ``name`` and any algorithm key (e.g. ``start_temperature=50``).
 
     Returns:
@@ -81,7 +83,10 @@ def run(model, recipe, evaluator=None, constraint=None, budget=None, out_dir=Non
         raise RecipeError("prune.search.name", f"no search algorithm given: set prune.search.name in the "
                           f"recipe or pass name=... (one of {names()}).")
     return get(config).run(model, recipe, evaluator=evaluator, out_dir=out_dir, resume=resume,
-                           finetune=finetune, verbose=verbose)
+                           finetune=finetune, verbose=verbose, executor=executor)
 
 
-__all__ = ["Search", "SearchResult", "get", "names", "register", "run", "tighten", "validate"]
+from kprune.search.executor import Executor, LocalExecutor, RayExecutor  # noqa: E402
+
+__all__ = ["Executor", "LocalExecutor", "RayExecutor", "Search", "SearchResult", "get", "names", "register", "run",
+           "tighten", "validate"]

@@ -23,7 +23,10 @@ weights with weight granularity; sparsity ``1 − a_t``):
 
 Exploration: ``warmup`` episodes of uniformly random actions, then the actor's action plus
 truncated normal noise ``σ = init_delta · delta_decay^(episode − warmup)``. After every
-episode past the warm-up the agent makes one DDPG update per transition. The best
+episode past the warm-up the agent makes one DDPG update per transition. The warm-up episodes
+are one batch of candidates (their actions do not depend on rewards), and so is each round of
+``parallel_episodes`` later episodes (default 1): batches are evaluated in parallel with an
+executor's workers (``prune.search.executor``), with the same result as in one process. The best
 allocation seen (the best policy) is returned; ``Search.run`` builds and compacts it.
 
 The agent is NumPy (:mod:`kprune.search.ddpg`) and uses the search's generator only, so a
@@ -65,6 +68,9 @@ class AMC(Search):
         init_delta: initial exploration noise σ (default 0.5).
         delta_decay: σ multiplier per episode after the warm-up (default 0.95).
         moving_alpha: rate of the reward moving average (default 0.5).
+        parallel_episodes: episodes played per round after the warm-up with the same agent,
+            evaluated as one batch, then observed and learned from in order (default 1: the
+            paper's agent, which learns after every episode).
         **common: ``constraint``, ``budget``, ``max_sparsity``... (see :mod:`kprune.search.base`).
 
     Example:
@@ -85,6 +91,8 @@ class AMC(Search):
         "init_delta": F("float", 0.5, low=0.0, doc="initial exploration noise σ"),
         "delta_decay": F("float", 0.95, low=0.0, high=1.0, doc="noise multiplier per episode after warm-up"),
         "moving_alpha": F("float", 0.5, low=0.0, high=1.0, doc="rate of the reward moving average"),
+        "parallel_episodes": F("int", 1, low=1, doc="episodes per round after the warm-up, played with the "
+                               "same agent and evaluated as one batch (1: the paper's sequential agent)"),
     }
 
     @classmethod
@@ -163,46 +171,60 @@ class AMC(Search):
         return 1.0 - options[hi]
 
     # -- the search ----------------------------------------------------------------------------------
-    def search(self, ctx) -> dict:
+    def play(self, ctx, emb, agent, episode: int, warm: bool, low: float) -> dict:
+        """One episode's actions (random in the warm-up, else the actor's plus noise), not evaluated."""
         cfg = self.config
         rng = ctx.rng
+        delta = 0.0 if warm else cfg["init_delta"] * cfg["delta_decay"] ** max(0, episode - cfg["warmup"])
+        decided, states, actions, taken, previous = {}, [], [], [], 1.0
+        for t, u in enumerate(ctx.units):
+            s = self.state(ctx, emb, t, decided, previous)
+            raw = rng.uniform(low, 1.0) if warm else truncated_normal(rng, agent.act(s), delta, low, 1.0)
+            a = min(max(raw, low), self.bound(ctx, t, decided))
+            decided[u.name] = float(min(1.0 - a, cfg["max_sparsity"]))
+            states.append(s)
+            actions.append(raw)  # the agent's action; the environment applied the bound
+            taken.append(a)
+            previous = a
+        return {"decided": decided, "states": states, "actions": actions, "taken": taken, "delta": delta}
+
+    def search(self, ctx) -> dict:
+        cfg = self.config
         low = 1.0 - cfg["max_sparsity"]
         units = ctx.units
         emb = self.embedding(ctx)
-        agent = DDPG(emb.shape[1], rng, hidden=cfg["hidden"], lr_actor=cfg["lr_actor"], lr_critic=cfg["lr_critic"],
+        agent = DDPG(emb.shape[1], ctx.rng, hidden=cfg["hidden"], lr_actor=cfg["lr_actor"], lr_critic=cfg["lr_critic"],
                      tau=cfg["tau"], batch_size=cfg["batch_size"], memory=cfg["memory"] * len(units),
                      moving_alpha=cfg["moving_alpha"])
         best, rewards = None, []
-        for episode in range(cfg["episodes"]):
+        episode = 0
+        while episode < cfg["episodes"]:
             warm = episode < cfg["warmup"]
-            delta = cfg["init_delta"] * cfg["delta_decay"] ** max(0, episode - cfg["warmup"])
-            decided, states, actions, taken, previous = {}, [], [], [], 1.0
-            for t, u in enumerate(units):
-                s = self.state(ctx, emb, t, decided, previous)
-                raw = rng.uniform(low, 1.0) if warm else truncated_normal(rng, agent.act(s), delta, low, 1.0)
-                a = min(max(raw, low), self.bound(ctx, t, decided))
-                decided[u.name] = float(min(1.0 - a, cfg["max_sparsity"]))
-                states.append(s)
-                actions.append(raw)  # the agent's action; the environment applied the bound
-                taken.append(a)
-                previous = a
-            rec = ctx.evaluate(decided, tag="warmup" if warm else "episode",
-                               info={"episode": episode, "delta": 0.0 if warm else delta,
-                                     "actions": [float(a) for a in taken]})
-            reward = rec["score"]
-            rewards.append(reward)
-            improved = best is None or reward > best["score"]
-            if improved:
-                best = rec
-            ctx.state["extras"] = {"amc": {"rewards": rewards, "best_episode": best["info"]["episode"]}}
-            ctx.accept(rec, improved)
-            for t in range(len(units)):
-                last = t == len(units) - 1
-                nxt = states[t] if last else states[t + 1]
-                agent.observe(states[t], actions[t], reward, nxt, last)
-            if not warm:
-                for _ in range(len(units)):
-                    agent.update()
+            # A round of episodes played with the same agent: the whole warm-up (random actions
+            # do not depend on the rewards), then ``parallel_episodes`` at a time. A round's
+            # candidates are one batch (evaluated in parallel with an executor's workers).
+            size = cfg["warmup"] - episode if warm else min(cfg["parallel_episodes"], cfg["episodes"] - episode)
+            played = [self.play(ctx, emb, agent, episode + k, warm, low) for k in range(size)]
+            records = ctx.evaluate_many([
+                {"allocation": p["decided"], "tag": "warmup" if warm else "episode",
+                 "info": {"episode": episode + k, "delta": p["delta"], "actions": [float(a) for a in p["taken"]]}}
+                for k, p in enumerate(played)])
+            for p, rec in zip(played, records):
+                reward = rec["score"]
+                rewards.append(reward)
+                improved = best is None or reward > best["score"]
+                if improved:
+                    best = rec
+                ctx.state["extras"] = {"amc": {"rewards": rewards, "best_episode": best["info"]["episode"]}}
+                ctx.accept(rec, improved)
+                states, actions = p["states"], p["actions"]
+                for t in range(len(units)):
+                    last = t == len(units) - 1
+                    agent.observe(states[t], actions[t], reward, states[t] if last else states[t + 1], last)
+                if not warm:
+                    for _ in range(len(units)):
+                        agent.update()
+            episode += size
         return {"allocation": best["allocation"], "score": best["score"]}
 
 

@@ -29,7 +29,7 @@ from kprune.search.simulated_annealing import SimulatedAnnealing
 F = S.Field
 
 _SA_KEYS = ("start_temperature", "stop_temperature", "cool_down_rate", "perturbation_magnitude", "prior",
-            "max_evaluations")
+            "max_evaluations", "proposals_per_step")
 
 
 @register("autocompress")
@@ -39,8 +39,8 @@ class AutoCompress(Search):
     Args:
         rounds: rounds to reach the budget (default 3, NNI's ``num_iterations``).
         start_temperature, stop_temperature, cool_down_rate, perturbation_magnitude, prior,
-            max_evaluations: the annealing of each round (as in ``simulated_annealing``;
-            defaults 100, 20, 0.9, 0.35, True, None).
+            max_evaluations, proposals_per_step: the annealing of each round (as in
+            ``simulated_annealing``; defaults 100, 20, 0.9, 0.35, True, None, 1).
         admm_rounds: ADMM iterations per round (default 5).
         rho, rho_growth, training_steps: ADMM's penalty and W-step (as in ``admm``; defaults
             1e-3, 1.0, 100).

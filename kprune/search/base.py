@@ -14,7 +14,10 @@ Common keys (``prune.search``): ``name``, ``constraint`` (params | flops | laten
 flops), ``budget`` (fraction in (0, 1] or absolute > 1, default 0.5), ``max_sparsity``
 (0.9), ``eval_take`` (validation examples of the default evaluator, 1000), ``seed`` (null:
 ``prune.seed``), ``latency`` (``threads``, ``runs``, ``warmup``, ``grid``, ``tolerance``,
-``statistic``, ``cache``).
+``statistic``, ``cache``), ``executor`` (``name``: local | ray, ``workers``, ``threads``,
+``address``, ``num_gpus``: where batches of independent candidates are evaluated, see
+:mod:`kprune.search.executor`; it never changes the result, and a resumed search may use
+another executor).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import time
 
 from kprune import schema as S
 from kprune.errors import KPruneError, RecipeError
+from kprune.search.executor import EXECUTOR
 
 log = logging.getLogger("kprune")
 F = S.Field
@@ -60,6 +64,7 @@ COMMON = {
     "eval_take": F("int", 1000, low=1, nullable=True, doc="validation examples for the default evaluator"),
     "seed": F("int", None, nullable=True, doc="search seed (default prune.seed)"),
     "latency": F("dict", {}, section=LATENCY),
+    "executor": F("dict", {}, section=EXECUTOR),
 }
 
 
@@ -107,7 +112,7 @@ class Search(abc.ABC):
 
     # -- the run loop ---------------------------------------------------------------------------
     def run(self, model, recipe, evaluator=None, out_dir=None, resume: bool = False, finetune=None,
-            verbose: int = 1):
+            verbose: int = 1, executor=None):
         """Searches an allocation for ``model`` under the recipe and returns a SearchResult.
 
         Args:
@@ -122,6 +127,8 @@ class Search(abc.ABC):
             finetune: ``callable(model, steps, seed)`` for ``finetune_steps``; default trains
                 on ``recipe.data`` with the recipe's fine-tuning optimizer.
             verbose: 0 hides the progress bar. Default 1.
+            executor: an :class:`~kprune.search.executor.Executor` instance; default: the one
+                ``prune.search.executor`` describes (in this process unless ``workers > 1``).
 
         Returns:
             :class:`kprune.search.SearchResult`.
@@ -130,6 +137,7 @@ class Search(abc.ABC):
         from kprune.search.context import SearchContext
         from kprune.search.cost import CostModel, resolve_budget
         from kprune.search.evaluation import default_evaluator, default_finetune
+        from kprune.search.executor import make_executor
         from kprune.search.units import find_units
         from kprune.wrappers.wrap import is_wrapped
 
@@ -151,21 +159,46 @@ class Search(abc.ABC):
         kind = cfg["constraint"]
         limit = resolve_budget(kind, cfg["budget"], cost_model.original[kind])
         builder = CandidateBuilder(model, prune, units)
+        executor = make_executor(executor if executor is not None else cfg["executor"])
+        if executor.workers > 1:
+            executor.start(self._job(model, recipe, units, evaluator, finetune))
         evaluator = evaluator or default_evaluator(recipe, cfg["eval_take"])
         finetune = finetune or default_finetune(recipe)
         seed = cfg["seed"] if cfg["seed"] is not None else prune["seed"]
-        header = {"algorithm": self.get_config(), "units": [u.name for u in units], "constraint": kind,
+        algorithm = {k: v for k, v in self.get_config().items() if k != "executor"}  # may change on resume
+        header = {"algorithm": algorithm, "units": [u.name for u in units], "constraint": kind,
                   "limit": limit, "seed": seed}
-        ctx = SearchContext(builder, cost_model, kind, limit, evaluator, finetune, seed, out_dir, resume,
-                            header, verbose)
         try:
-            proposal = self.search(ctx)
-            result = self._finish(ctx, proposal, recipe, t0)
+            ctx = SearchContext(builder, cost_model, kind, limit, evaluator, finetune, seed, out_dir, resume,
+                                header, verbose, executor=executor)
+            try:
+                proposal = self.search(ctx)
+                result = self._finish(ctx, proposal, recipe, t0)
+            finally:
+                ctx.close()
         finally:
-            ctx.close()
+            executor.close()
         if out_dir is not None:
             result.save(out_dir)
         return result
+
+    def _job(self, model, recipe, units, evaluator, finetune):
+        """What the executor's workers need: the model as .keras bytes, the recipe, the callables."""
+        import tempfile
+
+        from kprune.search.executor import Job
+
+        with tempfile.TemporaryDirectory(prefix="kprune_job_") as folder:
+            path = os.path.join(folder, "model.keras")
+            try:
+                model.save(path)
+            except Exception as exc:
+                raise KPruneError(f"prune.search.executor: workers get the model as a .keras file, but `{model.name}` "
+                                  f"cannot be saved ({type(exc).__name__}: {exc}). Use workers: 1.") from exc
+            with open(path, "rb") as f:
+                data = f.read()
+        return Job(model=data, prune=recipe.prune, units=[u.name for u in units], recipe=recipe.to_dict(),
+                   eval_take=self.config["eval_take"], evaluator=evaluator, finetune=finetune)
 
     def _latency_table(self, model, out_dir):
         from kprune.export.latency_table import latency_table
@@ -196,6 +229,8 @@ class Search(abc.ABC):
                 final = ctx.evaluate(allocation, tag="final")
                 ctx.accept(final)
                 score = final["score"]
+                if final["replayed"]:  # answered by the checkpoint: nothing was built
+                    ctx.builder.build(allocation)
             else:
                 ctx.builder.build(allocation)
             small = ctx.builder.compact()

@@ -30,6 +30,10 @@ STATE = "state.npz"
 VERSION = 1
 
 
+_NO_FINETUNE = ("finetune_steps > 0 needs fine-tuning data: give the recipe's `data` section "
+                "or pass finetune=callable(model, steps, seed) to kprune.search.run.")
+
+
 class CheckpointMismatch(KPruneError):
     """A resumed search asked for a different candidate than the checkpoint recorded."""
 
@@ -49,10 +53,13 @@ class SearchContext:
         resume: replay the checkpoint found in ``out_dir``.
         header: what the checkpoint must match on resume (algorithm config, units, budget).
         verbose: 0 hides the progress bar.
+        executor: a started :class:`~kprune.search.executor.Executor` for :meth:`evaluate_many`
+            (None: everything is evaluated in this process).
     """
 
     def __init__(self, builder, cost_model, constraint: str, limit: float, evaluator, finetune=None,
-                 seed: int = 0, out_dir=None, resume: bool = False, header: dict | None = None, verbose: int = 1):
+                 seed: int = 0, out_dir=None, resume: bool = False, header: dict | None = None, verbose: int = 1,
+                 executor=None):
         self.builder = builder
         self.cost_model = cost_model
         self.units = builder.units
@@ -69,6 +76,9 @@ class SearchContext:
         self._cached: list = []
         self._states: dict = {}
         self._t0 = time.time()
+        self.executor = executor
+        self.best_state = None
+        self._shared = None
         if resume:
             self._load()
         self._bar = _progress(verbose, (self.header.get("algorithm") or {}).get("name", "search"))
@@ -97,7 +107,7 @@ class SearchContext:
         return len(self.trajectory) < len(self._cached)
 
     def evaluate(self, allocation: dict, tag: str = "", finetune_steps: int = 0, info: dict | None = None) -> dict:
-        """Scores a candidate and records it; returns its trajectory record.
+        """Scores a candidate in this process and records it; returns its trajectory record.
 
         Args:
             allocation: ``{unit_name: sparsity}``.
@@ -109,36 +119,107 @@ class SearchContext:
             The record ``{"index", "tag", "allocation", "cost", "score", "accepted", ...}``;
             ``record["replayed"]`` is True when it came from the checkpoint (no model built).
         """
-        allocation = {u.name: float(allocation.get(u.name, 0.0)) for u in self.units}
+        allocation = self._normalise(allocation)
+        replayed = self._replay(allocation)
+        if replayed is not None:
+            return replayed
+        score = self._score_here(allocation, finetune_steps, len(self.trajectory))
+        return self._record(allocation, tag, finetune_steps, info, score)
+
+    def evaluate_many(self, requests: list, keep_best: bool = False) -> list:
+        """Scores independent candidates, in parallel when the search has an executor with workers.
+
+        The records are exactly those of calling :meth:`evaluate` on each request in order
+        (same indices, fine-tuning seeds and scores), whatever the executor.
+
+        Args:
+            requests: dicts with ``allocation`` and optionally ``tag``, ``finetune_steps``, ``info``.
+            keep_best: keep the weights of the best-scoring new candidate in :attr:`best_state`
+                (only when it was evaluated in this process; None otherwise).
+
+        Returns:
+            The records, in request order.
+        """
+        self.best_state = None
+        reqs = [dict(r, allocation=self._normalise(r["allocation"])) for r in requests]
+        records, pending = [], []
+        for req in reqs:  # the checkpoint answers a prefix of the batch
+            if pending or (rec := self._replay(req["allocation"])) is None:
+                pending.append(req)
+            else:
+                records.append(rec)
+        if not pending:
+            return records
+        if self.executor is None or self.executor.workers == 1 or len(pending) == 1:
+            best = None
+            for req in pending:
+                rec = self.evaluate(req["allocation"], req.get("tag", ""), req.get("finetune_steps", 0), req.get("info"))
+                if keep_best and (best is None or rec["score"] > best):
+                    best, self.best_state = rec["score"], self.builder.snapshot()
+                records.append(rec)
+            return records
+        start = len(self.trajectory)
+        tasks = [{"allocation": req["allocation"], "finetune_steps": int(req.get("finetune_steps", 0)),
+                  "seed": self.seed + start + i} for i, req in enumerate(pending)]
+        if any(t["finetune_steps"] for t in tasks) and self.finetune_fn is None:
+            raise KPruneError(_NO_FINETUNE)
+        handle = self._share_base()
+        chunk = 2 * self.executor.workers  # a checkpoint after every chunk
+        for lo in range(0, len(pending), chunk):
+            scores = self.executor.map(tasks[lo:lo + chunk], handle)
+            for req, score in zip(pending[lo:lo + chunk], scores):
+                records.append(self._record(req["allocation"], req.get("tag", ""), req.get("finetune_steps", 0),
+                                            req.get("info"), float(score)))
+        return records
+
+    # -- evaluation internals --------------------------------------------------------------------
+    def _normalise(self, allocation: dict) -> dict:
+        return {u.name: float(allocation.get(u.name, 0.0)) for u in self.units}
+
+    def _replay(self, allocation: dict):
+        """The checkpoint's record for the next index (checked), or None past the checkpoint."""
         index = len(self.trajectory)
+        if index >= len(self._cached):
+            return None
+        old = self._cached[index]
         rng_state = _jsonable(self.rng.bit_generator.state)
-        if index < len(self._cached):
-            old = self._cached[index]
-            if not _same_allocation(old["allocation"], allocation) or old.get("rng") != rng_state:
-                raise CheckpointMismatch(
-                    f"the checkpoint in {self.out_dir} does not match this run at evaluation {index} "
-                    f"(tag {old.get('tag')!r}): it was written by another model, recipe, seed or code version. "
-                    "Remove the folder or run without resume.")
-            record = dict(old, replayed=True)
-            self.trajectory.append(record)
-            self._tick(record)
-            return record
+        if not _same_allocation(old["allocation"], allocation) or old.get("rng") != rng_state:
+            raise CheckpointMismatch(
+                f"the checkpoint in {self.out_dir} does not match this run at evaluation {index} "
+                f"(tag {old.get('tag')!r}): it was written by another model, recipe, seed or code version. "
+                "Remove the folder or run without resume.")
+        record = dict(old, replayed=True)
+        self.trajectory.append(record)
+        self._tick(record)
+        return record
+
+    def _score_here(self, allocation: dict, finetune_steps: int, index: int) -> float:
         model = self.builder.build(allocation)
         if finetune_steps:
             if self.finetune_fn is None:
-                raise KPruneError("finetune_steps > 0 needs fine-tuning data: give the recipe's `data` section "
-                                  "or pass finetune=callable(model, steps, seed) to kprune.search.run.")
+                raise KPruneError(_NO_FINETUNE)
             self.finetune_fn(model, int(finetune_steps), self.seed + index)
-        score = float(self.evaluator(model))
-        record = {"index": index, "tag": tag, "allocation": allocation, "cost": self.cost(allocation),
-                  "score": score, "accepted": None, "finetune_steps": int(finetune_steps), "rng": rng_state,
-                  "seconds": round(time.time() - self._t0, 3)}
+        return float(self.evaluator(model))
+
+    def _record(self, allocation, tag, finetune_steps, info, score) -> dict:
+        record = {"index": len(self.trajectory), "tag": tag, "allocation": allocation, "cost": self.cost(allocation),
+                  "score": score, "accepted": None, "finetune_steps": int(finetune_steps),
+                  "rng": _jsonable(self.rng.bit_generator.state), "seconds": round(time.time() - self._t0, 3)}
         if info:
             record["info"] = info
         self.trajectory.append(record)
         self.checkpoint()
         self._tick(record)
         return dict(record, replayed=False)
+
+    def _share_base(self):
+        """The executor's handle for the builder's current base (shared once per base)."""
+        base = self.builder.base
+        if base is self.builder.original:
+            return None
+        if self._shared is None or self._shared[0] is not base:
+            self._shared = (base, self.executor.share(base))
+        return self._shared[1]
 
     def accept(self, record: dict, accepted: bool = True) -> None:
         """Marks an evaluated candidate as accepted (or rejected) by the algorithm."""

@@ -5,8 +5,11 @@ reduction schedule is ``ΔR_i = step × R(original) × step_decay ** i``. For ev
 proposes the *smallest* extra pruning of that unit alone (fewest channels removed, by the
 recipe's criterion) that brings the predicted resource to ``R_i`` or below — the resource
 is predicted exactly for params/FLOPs and with the latency lookup table for latency. Each
-proposal is fine-tuned for ``finetune_steps`` (short-term fine-tuning) and scored; the best
-one becomes the next iteration's model, fine-tuned weights included. It stops when the
+proposal is fine-tuned for ``finetune_steps`` (short-term fine-tuning) and scored — the
+proposals of an iteration are one batch, evaluated in parallel with an executor's workers
+(``prune.search.executor``); the best one becomes the next iteration's model, fine-tuned
+weights included (taken from this process, or fine-tuned again here with the same seed when a
+worker scored it). It stops when the
 budget is met (or no unit can be pruned further). Long-term fine-tuning is the pipeline's
 ``finetune`` stage.
 """
@@ -75,19 +78,19 @@ class NetAdapt(Search):
             if current <= ctx.limit:
                 break
             target = max(ctx.limit, current - cfg["step"] * orig * cfg["step_decay"] ** i)
-            best, best_state, records = None, None, []
+            requests = []
             for u in ctx.units:
                 candidate = self.proposal(ctx, allocation, u, target)
-                if candidate is None:
-                    continue
-                rec = ctx.evaluate(candidate, tag=f"proposal:{u.name}", finetune_steps=cfg["finetune_steps"],
-                                   info={"iteration": i, "unit": u.name, "target": target})
-                records.append(rec)
-                if best is None or rec["score"] > best["score"]:
-                    best = rec
-                    best_state = None if rec["replayed"] else ctx.builder.snapshot()
-            if best is None:
+                if candidate is not None:
+                    requests.append({"allocation": candidate, "tag": f"proposal:{u.name}",
+                                     "finetune_steps": cfg["finetune_steps"],
+                                     "info": {"iteration": i, "unit": u.name, "target": target}})
+            if not requests:
                 break
+            # The proposals are independent: one batch (parallel with an executor's workers).
+            records = ctx.evaluate_many(requests, keep_best=True)
+            best = max(records, key=lambda rec: rec["score"])  # the first of equals, as sequentially
+            best_state = ctx.best_state if not best["replayed"] else None
             for rec in records:
                 ctx.accept(rec, rec is best)
             allocation, score = best["allocation"], best["score"]

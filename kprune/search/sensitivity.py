@@ -66,16 +66,13 @@ class Sensitivity(Search):
             rec = ctx.evaluate(base, tag=f"baseline:{r}")
             ctx.accept(rec, False)
             baseline = rec["score"]
-            curves = {}
-            for u in ctx.units:
-                curves[u.name] = {}
-                for s in grid:
-                    if s <= base[u.name]:
-                        continue
-                    rec = ctx.evaluate(dict(base, **{u.name: s}), tag=f"sensitivity:{u.name}",
-                                       info={"round": r, "unit": u.name, "sparsity": s})
-                    ctx.accept(rec, False)
-                    curves[u.name][s] = rec["score"]
+            curves = {u.name: {} for u in ctx.units}
+            requests = [{"allocation": dict(base, **{u.name: s}), "tag": f"sensitivity:{u.name}",
+                         "info": {"round": r, "unit": u.name, "sparsity": s}}
+                        for u in ctx.units for s in grid if s > base[u.name]]
+            for req, rec in zip(requests, ctx.evaluate_many(requests)):  # independent: one batch
+                ctx.accept(rec, False)
+                curves[req["info"]["unit"]][req["info"]["sparsity"]] = rec["score"]
             allocation, threshold = self.select(ctx, base, baseline, curves, limit)
             history.append({"round": r, "baseline": baseline, "threshold": threshold, "limit": limit,
                             "curves": {u: {str(s): v for s, v in c.items()} for u, c in curves.items()},

@@ -10,9 +10,12 @@ Loop (NNI's parameters and formulas): start at ``start_temperature``; while the 
 is above ``stop_temperature``, perturb the current sparsities by uniform noise in
 ``±perturbation_magnitude × T / start_temperature``, clip at 0, sort, rescale, evaluate; accept
 when the score improves or with probability ``exp(-|Δscore| / T)`` (Metropolis); keep the best;
-multiply the temperature by ``cool_down_rate``. The number of evaluations is
+multiply the temperature by ``cool_down_rate``. With ``proposals_per_step: k > 1`` each step
+draws ``k`` perturbations of the current state, evaluates them as one batch (in parallel with
+an executor's workers, ``prune.search.executor``) and the best one faces the Metropolis test.
+With ``k = 1`` the number of evaluations is
 ``1 + ceil(log(stop / start) / log(cool_down_rate))`` (17 with the defaults), or
-``max_evaluations``.
+``max_evaluations`` (``k`` times as many, up to that cap, otherwise).
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ class SimulatedAnnealing(Search):
         perturbation_magnitude: initial half-width of the uniform perturbation (default 0.35).
         prior: assign sorted sparsities by unit size, largest unit most pruned (default True).
         max_evaluations: optional cap on annealing evaluations (default None).
+        proposals_per_step: perturbations of the current state drawn and evaluated per
+            temperature step, as one batch (in parallel with an executor's workers); the best
+            of them faces the Metropolis test (default 1: classic annealing).
         **common: ``constraint``, ``budget``, ``max_sparsity``... (see :mod:`kprune.search.base`).
 
     Example:
@@ -59,6 +65,8 @@ class SimulatedAnnealing(Search):
         "perturbation_magnitude": F("float", 0.35, check=_positive, doc="initial perturbation half-width"),
         "prior": F("bool", True, doc="larger units get higher sparsities (AutoCompress)"),
         "max_evaluations": F("int", None, low=1, nullable=True, doc="cap on evaluations"),
+        "proposals_per_step": F("int", 1, low=1, doc="perturbations evaluated per temperature step (the best "
+                                "one faces the Metropolis test); 1 is classic annealing"),
     }
     #: lowest sparsity per unit (AutoCompress's later rounds: pruned channels stay pruned)
     floor: dict | None = None
@@ -135,13 +143,24 @@ class SimulatedAnnealing(Search):
         while t > cfg["stop_temperature"] and (cfg["max_evaluations"] is None or evaluations < cfg["max_evaluations"]):
             magnitude = cfg["perturbation_magnitude"] * t / t0
             base = current
-            vec = self._candidate(ctx, order, lambda: np.clip(base + rng.uniform(-magnitude, magnitude, n), 0.0, None))
-            if vec is None:
+            room = None if cfg["max_evaluations"] is None else cfg["max_evaluations"] - evaluations
+            vectors = []
+            for _ in range(min(cfg["proposals_per_step"], room or cfg["proposals_per_step"])):
+                vec = self._candidate(ctx, order, lambda: np.clip(base + rng.uniform(-magnitude, magnitude, n), 0.0, None))
+                if vec is not None:
+                    vectors.append(vec)
+            if not vectors:
                 t *= cfg["cool_down_rate"]
                 continue
-            rec = ctx.evaluate(self._allocation(ctx, order, vec), tag=f"{self.prefix}perturbation",
-                               info={"temperature": t, "magnitude": magnitude})
-            evaluations += 1
+            # The step's proposals are independent: one batch (parallel with an executor's workers).
+            records = ctx.evaluate_many([{"allocation": self._allocation(ctx, order, vec), "tag": f"{self.prefix}perturbation",
+                                          "info": {"temperature": t, "magnitude": magnitude}} for vec in vectors])
+            evaluations += len(records)
+            pick = max(range(len(records)), key=lambda k: records[k]["score"])
+            for k, other in enumerate(records):
+                if k != pick:
+                    ctx.accept(other, False)
+            rec, vec = records[pick], vectors[pick]
             delta = abs(rec["score"] - cur_score)
             u = rng.uniform()
             accepted = rec["score"] > cur_score or u < math.exp(-delta / t)

@@ -195,6 +195,7 @@ def test_docs_list_every_search_key():
     text = open("docs/search.md", encoding="utf-8").read()
     keys = [k for k, f in COMMON.items() if f.kind != "dict"]
     keys += [f"latency.{k}" for k in COMMON["latency"].section.fields]
+    keys += [f"executor.{k}" for k in COMMON["executor"].section.fields]
     for name in search.names():
         keys += list(search._REGISTRY.lookup(name).FIELDS)
     missing = [k for k in keys if f"`prune.search.{k}`" not in text]
