@@ -6,9 +6,14 @@ Trains a zoo model on Fashion-MNIST (cached per seed), then for every algorithm 
 and reports test accuracy, measured params/FLOPs and the search's evaluations and minutes.
 
     python benchmarks/search_compare.py --model resnet20 --width 0.25 --constraint params --budget 0.1 \\
-        --algorithms uniform,sensitivity,simulated_annealing,netadapt --seeds 0 1 2
+        --algorithms uniform,sensitivity,simulated_annealing,netadapt,autocompress,amc --seeds 0 1 2
 
-Writes ``benchmarks/results/search_<model>_<constraint>_<budget>.json`` and prints a
+Each algorithm runs with CPU-sized settings (``ALGORITHM_OPTIONS`` below, recorded in the JSON):
+annealing temperatures are scaled to accuracy scores in [0, 1] (NNI's default of 100 accepts
+every move), NetAdapt has no short-term fine-tuning, AMC plays 60 episodes (20 random).
+``--workers N`` evaluates candidates in N local processes (same results).
+
+Writes ``benchmarks/results/search_<model>_w<width>_<constraint>_<budget>.json`` and prints a
 markdown table (mean ± std over seeds).
 """
 
@@ -33,6 +38,18 @@ def _recipe(args, seed):
         "prune": {"criterion": "l1", "granularity": "filter",
                   "config_list": [{"op_types": ["Conv2D", "Dense"], "sparsity": 0.5}]},
     })
+
+
+#: CPU-sized settings per algorithm (the searches' own defaults are the papers').
+ANNEAL = {"start_temperature": 0.1, "stop_temperature": 0.01, "cool_down_rate": 0.85}
+ALGORITHM_OPTIONS = {
+    "uniform": {},
+    "sensitivity": {"grid": [0.2, 0.4, 0.6, 0.8]},
+    "simulated_annealing": dict(ANNEAL),
+    "netadapt": {"step": 0.1},
+    "autocompress": {"rounds": 2, "max_evaluations": 8, "admm_rounds": 2, "training_steps": 30, **ANNEAL},
+    "amc": {"episodes": 60, "warmup": 20, "hidden": 64, "batch_size": 32},
+}
 
 
 def _train(model, recipe, section, seed):
@@ -70,9 +87,13 @@ def run(args):
         dense_acc = training.accuracy(dense, test)
         for name in args.algorithms:
             t0 = time.time()
-            options = {"eval_take": args.eval_take}
+            options = {"eval_take": args.eval_take, **ALGORITHM_OPTIONS.get(name, {}),
+                       "executor": {"name": "local", "workers": args.workers}}
             if name == "netadapt":
                 options["step"] = args.netadapt_step
+            if args.constraint == "latency":
+                options["latency"] = {"grid": [0.25, 0.5, 1.0], "runs": 30, "threads": 1,
+                                      "cache": os.path.join(args.work, f"latency_{args.model}_{args.width}_{seed}.json")}
             result = search.run(dense, recipe, name=name, constraint=args.constraint, budget=args.budget,
                                 seed=seed, verbose=0, out_dir=os.path.join(args.work, f"{name}_{seed}"), **options)
             minutes = (time.time() - t0) / 60
@@ -84,7 +105,8 @@ def run(args):
             row = {"seed": seed, "algorithm": name, "dense_accuracy": dense_acc, "pruned_accuracy": pruned_acc,
                    "finetuned_accuracy": training.accuracy(small, test), "params": c.params, "flops": c.flops,
                    "original": result.original, "limit": result.limit, "evaluations": result.evaluations,
-                   "search_minutes": round(minutes, 2), "allocation": result.allocation}
+                   "search_minutes": round(minutes, 2), "allocation": result.allocation,
+                   "measured": result.cost, "met": result.met, "options": options}
             rows.append(row)
             print(json.dumps({k: v for k, v in row.items() if k != "allocation"}), flush=True)
     return rows
@@ -93,9 +115,11 @@ def run(args):
 def table(rows, args) -> str:
     out = [f"{args.model} width {args.width}, Fashion-MNIST ({args.train_take} training examples, "
            f"{args.epochs} epochs), {args.constraint} budget {args.budget}, {args.finetune_epochs} fine-tuning "
-           f"epoch(s), seeds {args.seeds}", "",
-           "| algorithm | test acc. after fine-tuning | before fine-tuning | params | FLOPs | evaluations | search min |",
-           "|---|---|---|---|---|---|---|"]
+           f"epoch(s), seeds {args.seeds}; dense test accuracy "
+           f"{statistics.mean(r['dense_accuracy'] for r in rows):.4f} (mean over seeds)", "",
+           "| algorithm | test acc. after fine-tuning | before fine-tuning | params | FLOPs | measured "
+           f"{args.constraint} / limit | evaluations | search min |",
+           "|---|---|---|---|---|---|---|---|"]
 
     def ms(values, fmt):
         if len(values) == 1:
@@ -106,7 +130,9 @@ def table(rows, args) -> str:
         rs = [r for r in rows if r["algorithm"] == name]
         out.append(f"| {name} | {ms([r['finetuned_accuracy'] for r in rs], '{:.4f}')} | "
                    f"{ms([r['pruned_accuracy'] for r in rs], '{:.4f}')} | {ms([r['params'] for r in rs], '{:.0f}')} | "
-                   f"{ms([r['flops'] for r in rs], '{:.0f}')} | {ms([r['evaluations'] for r in rs], '{:.0f}')} | "
+                   f"{ms([r['flops'] for r in rs], '{:.0f}')} | "
+                   f"{ms([r['measured'][args.constraint] / r['limit'] for r in rs], '{:.3f}')} | "
+                   f"{ms([r['evaluations'] for r in rs], '{:.0f}')} | "
                    f"{ms([r['search_minutes'] for r in rs], '{:.2f}')} |")
     return "\n".join(out)
 
@@ -127,15 +153,17 @@ def main():
     p.add_argument("--finetune-epochs", type=int, default=1)
     p.add_argument("--netadapt-step", type=float, default=0.1)
     p.add_argument("--work", default="/tmp/kprune_search_compare")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes per search (same results)")
     args = p.parse_args()
     rows = run(args)
     text = table(rows, args)
     print(text)
     path = os.path.join(os.path.dirname(__file__), "results",
-                        f"search_{args.model}_{args.constraint}_{args.budget}.json")
+                        f"search_{args.model}_w{args.width}_{args.constraint}_{args.budget}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     with open(path, "w", encoding="utf-8") as f:
-        json.dump({"args": vars(args), "rows": rows, "table": text}, f, indent=1)
+        json.dump({"args": vars(args), "rows": rows, "table": text, "loadavg_after": os.getloadavg(),
+                   "algorithm_options": ALGORITHM_OPTIONS}, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import weakref
 
 import numpy as np
 
-from kprune import allocation, criteria, granularity, lottery, schedules
+from kprune import allocation, criteria, fast_update, granularity, lottery, schedules
 from kprune.errors import GraphError, KPruneError, RecipeError
 from kprune.group_masks import apply_group_mask
 from kprune.pruner_units import LayerUnits
@@ -78,6 +78,9 @@ class Pruner(LayerUnits):
         self.rewind_weights = None
         self._final = False
         self._stat_cache = {}
+        self._fast = None
+        #: False forces the host-side update even where the compiled fast path applies
+        self.fast = True
         self.bind(steps_per_epoch)
         self.penalties_changed = self.install_penalties()
 
@@ -236,6 +239,12 @@ class Pruner(LayerUnits):
     def _update(self, step=None, round_=None):
         if self.soft and not self._final and (step is None or step == self.schedule.last_update_step()):
             return self.finalize()
+        if step is not None and round_ is None and fast_update.eligible(self):
+            # level/weight/per-layer/hard: one compiled call (same masks as the path below)
+            if self._fast is None:
+                self._fast = fast_update.FastLevelUpdate(self)
+            self._fast(self.targets(step), self.step + 1)
+            return
         targets = self.targets(step, round_)
         entries = {}
         for w in self.active:

@@ -220,7 +220,7 @@ class LocalExecutor(Executor):
         self.check_picklable(job)
         self._folder = tempfile.mkdtemp(prefix="kprune_executor_")
         self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_init_local, initargs=(pickle.dumps(job),))
+                                         initializer=_init_local, initargs=(job,))
 
     def share(self, state):
         self._count += 1
@@ -253,10 +253,10 @@ class LocalExecutor(Executor):
 _WORKER = None
 
 
-def _init_local(job_bytes: bytes) -> None:
+def _init_local(job: Job) -> None:
     global _WORKER
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _WORKER = Worker(pickle.loads(job_bytes))
+    _WORKER = Worker(job)
 
 
 def _run_local(task, path):
@@ -297,7 +297,7 @@ class RayExecutor(Executor):
                      ignore_reinit_error=True, runtime_env=env)
             self._started_ray = True
         remote = ray.remote(num_cpus=self.threads, num_gpus=self.num_gpus)(_RayWorker)
-        ref = ray.put(pickle.dumps(job) if _stdlib_picklable(job) else job)
+        ref = ray.put(job)
         self._actors = [remote.remote(ref) for _ in range(self.workers)]
 
     def share(self, state):
@@ -325,18 +325,10 @@ class RayExecutor(Executor):
 class _RayWorker:
     def __init__(self, job):
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        self.worker = Worker(pickle.loads(job) if isinstance(job, bytes) else job)
+        self.worker = Worker(job)
 
     def run(self, task, state):
         return self.worker.run(task, state)
-
-
-def _stdlib_picklable(job) -> bool:
-    try:
-        pickle.dumps(job)
-        return True
-    except Exception:
-        return False
 
 
 def make_executor(config) -> Executor:

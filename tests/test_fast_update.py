@@ -1,0 +1,97 @@
+"""The compiled per-step level update gives exactly the host path's masks."""
+
+import keras
+import numpy as np
+import pytest
+
+import kprune
+from kprune import fast_update
+
+
+def _model(seed=0):
+    keras.utils.set_random_seed(seed)
+    inputs = keras.Input((8, 8, 2))
+    x = keras.layers.Conv2D(6, 3, name="conv")(inputs)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(12, name="fc1")(x)
+    return keras.Model(inputs, keras.layers.Dense(3, name="fc2")(x))
+
+
+def _recipe(**schedule):
+    return {"prune": {"criterion": "level", "granularity": "weight",
+                      "schedule": {"name": "agp", "start_step": 0, "end_step": 20, "frequency": 1, **schedule},
+                      "config_list": [{"op_types": ["Conv2D", "Dense"], "sparsity": 0.8},
+                                      {"op_names": ["fc2"], "sparsity": 0.5}]}}
+
+
+def _masks(model):
+    return {(w.name, a): np.asarray(m.numpy()) for w in kprune.wrappers.find_wrappers(model) for a, m in w.masks.items()}
+
+
+def _train_with(fast, ties=False):
+    model = kprune.wrap(_model(), _recipe())
+    if ties:  # many equal magnitudes: tie-breaking by position must agree
+        for layer in model.layers:
+            if hasattr(layer, "layer") and hasattr(layer.layer, "kernel"):
+                k = layer.layer.kernel
+                k.assign(np.round(k.numpy() * 4) / 4)
+    model.compile(keras.optimizers.SGD(0.05), keras.losses.MeanSquaredError())
+    callback = kprune.PruningCallback()
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 8, 8, 2)).astype("float32"), rng.normal(size=(64, 3)).astype("float32")
+    history = []
+
+    class Record(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            history.append(_masks(self.model))
+
+    callback.pruner = kprune.Pruner(model)
+    callback.pruner.fast = fast
+    model.fit(x, y, batch_size=8, epochs=3, verbose=0, shuffle=False, callbacks=[callback, Record()])
+    return model, callback.pruner, history
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_fast_path_masks_equal_the_host_path_at_every_step(ties):
+    fast_model, fast_pruner, fast_hist = _train_with(True, ties)
+    slow_model, slow_pruner, slow_hist = _train_with(False, ties)
+    assert fast_pruner._fast is not None and slow_pruner._fast is None
+    assert len(fast_hist) == len(slow_hist) == 24
+    for step, (a, b) in enumerate(zip(fast_hist, slow_hist)):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=f"step {step} {key}")
+    report = kprune.sparsity(fast_model)
+    assert report["conv"] == pytest.approx(0.8, abs=0.01) and report["fc2"] == pytest.approx(0.5, abs=0.03)
+    for w in kprune.wrappers.find_wrappers(fast_model):  # pruned weights are zero
+        for attr, var in w.weights_by_attr().items():
+            assert np.all(var.numpy()[w.masks[attr].numpy() == 0] == 0)
+    assert int(fast_pruner.active[0].pruning_step.numpy()) == fast_pruner.step
+    np.testing.assert_allclose(fast_model.predict(np.ones((2, 8, 8, 2), "float32"), verbose=0),
+                               slow_model.predict(np.ones((2, 8, 8, 2), "float32"), verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_decreasing_target_keeps_the_first_frozen_by_position():
+    model = kprune.wrap(_model(), _recipe())
+    pruner = kprune.Pruner(model)
+    fast = fast_update.FastLevelUpdate(pruner)
+    fast({w.name: 0.6 for w in pruner.active}, 1)
+    before = _masks(model)
+    fast({w.name: 0.3 for w in pruner.active}, 2)  # the target fell: keep only the first 30 % pruned
+    after = _masks(model)
+    for key, m in before.items():
+        pruned_before = np.flatnonzero(m.ravel() == 0)
+        k = int(round(0.3 * m.size))
+        expected = np.ones(m.size)
+        expected[pruned_before[:k]] = 0
+        np.testing.assert_array_equal(after[key].ravel(), expected)
+
+
+def test_not_used_for_other_criteria_or_scopes():
+    recipe = _recipe()
+    recipe["prune"]["criterion"] = "l1"
+    assert not fast_update.eligible(kprune.Pruner(kprune.wrap(_model(), recipe)))
+    recipe = _recipe()
+    recipe["prune"]["scope"] = "global"
+    recipe["prune"]["config_list"] = [{"op_types": ["Conv2D", "Dense"], "total_sparsity": 0.8}]
+    assert not fast_update.eligible(kprune.Pruner(kprune.wrap(_model(), recipe)))
+    assert fast_update.eligible(kprune.Pruner(kprune.wrap(_model(), _recipe())))
