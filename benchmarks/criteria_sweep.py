@@ -43,6 +43,8 @@ import subprocess
 import sys
 import time
 
+from _results import mean_std_pct  # noqa: E402  (benchmarks/ is the script's folder)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 CRITERIA = ("l1", "l2", "fpgm", "apoz", "mean_activation", "taylor_fo", "slim", "random")
@@ -182,11 +184,7 @@ def run_seed(seed, args, levels, test, save=None) -> dict:
     return out
 
 
-def ms(values) -> str:
-    values = list(values)
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * mean:.2f} ± {100 * std:.2f}"
+ms = mean_std_pct
 
 
 def tables(results) -> str:

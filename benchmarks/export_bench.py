@@ -29,11 +29,12 @@ Prints markdown tables and writes every number to ``--out`` (JSON).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
 import tempfile
+
+from _results import write_json  # noqa: E402  (benchmarks/ is the script's folder)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -179,12 +180,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="kprune_export_bench_") as folder:
         for name in args.only:
             {"deploy": section_deploy, "sparse": section_sparse, "int8": section_int8, "table": section_table}[name](args, folder, results)
-    results["loadavg_after"] = os.getloadavg()
-    print(f"\n1-minute load average before/after: {results['loadavg_before'][0]:.2f} / {results['loadavg_after'][0]:.2f}")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as handle:
-        json.dump(results, handle, indent=1, default=str)
-    print(f"wrote {args.out}")
+    write_json(args.out, results, results.pop("loadavg_before"))
     return 0
 
 

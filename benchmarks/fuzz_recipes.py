@@ -21,6 +21,8 @@ import os
 import sys
 import time
 
+from _results import write_json  # noqa: E402  (benchmarks/ is the script's folder)
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tests", "robustness"))
@@ -67,9 +69,7 @@ def main(argv=None):
                "seed": args.seed}
     print(json.dumps(summary, indent=2))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(summary, f, indent=2)
-            f.write("\n")
+        write_json(args.json, summary)
     return summary
 
 

@@ -28,11 +28,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
 import time
+
+from _results import mean_std_pct, write_json  # noqa: E402  (benchmarks/ is the script's folder)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -114,11 +115,7 @@ def run_seed(seed, args, test) -> dict:
     return {"seed": seed, "rounds": rounds}
 
 
-def ms(values) -> str:
-    values = list(values)
-    mean = statistics.fmean(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * mean:.2f} ± {100 * std:.2f}"
+ms = mean_std_pct
 
 
 def table(results) -> str:
@@ -161,9 +158,7 @@ def main(argv=None) -> int:
     results = {"benchmark": "lottery_ticket", "settings": vars(args) | {"recipe": recipe(args)},
                "machine": start, "uptime_after": host()["uptime"], "wall_seconds": time.time() - t0,
                "seeds": seeds}
-    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(results, f, indent=1)
+    write_json(args.json, results)
     print()
     print(table(results))
     print(f"\nwall time {results['wall_seconds'] / 60:.1f} min; load before: {start['uptime']}; "

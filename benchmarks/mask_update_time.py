@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
 import statistics
 import sys
 import time
+
+from _results import write_json  # noqa: E402  (benchmarks/ is the script's folder)
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -130,9 +131,7 @@ def main(argv=None) -> int:
               f"sparsity {row['kernel_sparsity']:.3f}", flush=True)
     results = {"benchmark": "mask_update_time", "settings": vars(args), "machine": start,
                "uptime_after": host()["uptime"], "wall_seconds": time.time() - t0, "rows": rows}
-    os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(results, f, indent=1)
+    write_json(args.json, results)
     print()
     print(table(rows))
     print(f"\nwall time {results['wall_seconds'] / 60:.1f} min; load before: {start['uptime']}; "

@@ -31,11 +31,12 @@ from __future__ import annotations
 
 import argparse
 import collections
-import json
 import os
 import platform
 import tempfile
 import time
+
+from _results import write_json  # noqa: E402  (benchmarks/ is the script's folder)
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -260,15 +261,10 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory(prefix="kprune_speedup_") as folder:
         for name in args.models:
             run_model(name, args, folder, results)
-    results["loadavg_after"] = os.getloadavg()
     summary(results)
     for v in results["variants"]:
         v["tflite"] = os.path.basename(v["tflite"])
-    print(f"\n1-minute load average before/after: {results['loadavg_before'][0]:.2f} / {results['loadavg_after'][0]:.2f}")
-    os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    with open(args.out, "w") as handle:
-        json.dump(results, handle, indent=1, default=str)
-    print(f"wrote {args.out}")
+    write_json(args.out, results, results.pop("loadavg_before"))
     return 0
 
 

@@ -23,6 +23,8 @@ import tempfile
 import time
 import zipfile
 
+from _results import write_json  # noqa: E402  (benchmarks/ is the script's folder)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 TINY = """
@@ -167,9 +169,7 @@ def main(argv=None):
                "reference_performance": reference["performance"], "details": trials}
     print(json.dumps({k: v for k, v in summary.items() if k != "details"}, indent=2))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(summary, f, indent=2)
-            f.write("\n")
+        write_json(args.json, summary)
     return summary
 
 

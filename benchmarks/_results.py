@@ -1,0 +1,29 @@
+"""Shared epilogue of the benchmark scripts: mean ± std strings and the JSON result file."""
+
+from __future__ import annotations
+
+import os
+import statistics
+
+
+def mean_std_pct(values) -> str:
+    """``"mean ± std"`` of fractions, in percent with two decimals (std 0 for one value)."""
+    values = list(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{100 * statistics.fmean(values):.2f} ± {100 * std:.2f}"
+
+
+def write_json(path, results: dict, load_before=None) -> None:
+    """Writes ``results`` to ``path`` atomically (folders created) and says where.
+
+    With ``load_before`` (an ``os.getloadavg()`` tuple) the 1-minute load average before and
+    after is printed and stored as ``loadavg_before`` / ``loadavg_after``.
+    """
+    from kprune.io import atomic_write_json
+
+    if load_before is not None:
+        results["loadavg_before"], results["loadavg_after"] = list(load_before), list(os.getloadavg())
+        print(f"\n1-minute load average before/after: {load_before[0]:.2f} / {results['loadavg_after'][0]:.2f}")
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write_json(path, results)
+    print(f"wrote {path}")
