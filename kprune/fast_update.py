@@ -38,6 +38,12 @@ def eligible(pruner) -> bool:
 class FastLevelUpdate:
     """The compiled update for a pruner's (wrapper, kernel) pairs.
 
+    Python keeps how many weights each kernel has pruned (read from its mask once). A step
+    whose targets grew prunes only the ``Δk`` new weights: one ``tf.function`` call finds
+    them with ``top_k`` and zeroes them, mask and weight, with ``scatter_nd_update`` — nothing
+    else is written. A step whose targets did not change costs no TensorFlow call at all; a
+    target that fell (rare: a schedule never lowers it) is done by recomputing the mask.
+
     Args:
         pruner: a :class:`kprune.Pruner` for which :func:`eligible` is True.
 
@@ -55,39 +61,48 @@ class FastLevelUpdate:
                 var = w.weights_by_attr()[attr]
                 self.items.append((w.name, var, w.masks[attr], int(np.prod(var.shape))))
         self.step_var = pruner.active[0].pruning_step
-        self._fn = tf.function(self._run, reduce_retracing=True)
+        self.pruned = [int(np.sum(np.asarray(m.numpy()) == 0)) for _, _, m, _ in self.items]
+        self._fn = tf.function(self._grow, reduce_retracing=True)
 
     def __call__(self, targets: dict, step: int) -> None:
         """Prunes each kernel to ``targets[layer]`` and writes ``step`` into the model."""
         import tensorflow as tf
 
         ks = [allocation.n_pruned(n, targets[name]) for name, _, _, n in self.items]
-        self._fn(tf.constant(ks, dtype=tf.int32), tf.constant(step, dtype=tf.int64))
+        if any(k < done for k, done in zip(ks, self.pruned)):
+            for i, k in enumerate(ks):
+                if k < self.pruned[i]:
+                    self._shrink(i, k)
+        deltas = [max(0, k - done) for k, done in zip(ks, self.pruned)]
+        if any(deltas):
+            self._fn(tf.constant(deltas, dtype=tf.int32), tf.constant(step, dtype=tf.int64))
+        else:
+            self.step_var.assign(step)
+        self.pruned = [max(k, done) if k >= done else k for k, done in zip(ks, self.pruned)]
 
-    def _run(self, ks, step):
+    def _shrink(self, i: int, k: int) -> None:
+        """The target fell: the first ``k`` pruned entries by position stay pruned (host path)."""
+        _, var, mask, _ = self.items[i]
+        m = np.asarray(mask.numpy())
+        flat = m.ravel().copy()
+        flat[np.flatnonzero(flat == 0)[k:]] = 1
+        mask.assign(flat.reshape(m.shape))
+        self.pruned[i] = k
+
+    def _grow(self, deltas, step):
         import tensorflow as tf
 
-        for i, (_, var, mask, n) in enumerate(self.items):
-            k = ks[i]
-            flat_w = tf.reshape(tf.convert_to_tensor(var), [-1])
-            flat_m = tf.reshape(tf.cast(tf.convert_to_tensor(mask), tf.float32), [-1])
-            frozen = flat_m == 0.0
-            n_frozen = tf.reduce_sum(tf.cast(frozen, tf.int32))
-
-            def grow(flat_w=flat_w, frozen=frozen, n_frozen=n_frozen, k=k):
-                # the (k - frozen) smallest |w| among the unpruned, lower index first on ties
-                key = tf.where(frozen, tf.constant(-np.inf, flat_w.dtype), -tf.abs(flat_w))
-                _, idx = tf.math.top_k(tf.cast(key, tf.float32), k=k - n_frozen, sorted=True)
-                hit = tf.scatter_nd(idx[:, None], tf.ones_like(idx, dtype=tf.bool), [n])
-                return tf.logical_or(frozen, hit)
-
-            def keep_first(frozen=frozen, k=k):
-                # the target fell (or stayed): the first k frozen entries by position stay pruned
-                rank = tf.cumsum(tf.cast(frozen, tf.int32))
-                return tf.logical_and(frozen, rank <= k)
-
-            pruned = tf.cond(k > n_frozen, grow, keep_first)
-            new_mask = tf.reshape(tf.cast(tf.logical_not(pruned), mask.dtype), mask.shape)
-            mask.assign(new_mask)
-            var.assign(tf.convert_to_tensor(var) * tf.cast(new_mask, var.dtype))
+        for i, (_, var, mask, _) in enumerate(self.items):
+            delta = deltas[i]
+            value = tf.convert_to_tensor(var)
+            unpruned = tf.reshape(tf.convert_to_tensor(mask), [-1]) != 0
+            # the delta smallest |w| among the unpruned; top_k prefers the lower index on ties
+            key = tf.where(unpruned, -tf.abs(tf.cast(tf.reshape(value, [-1]), tf.float32)),
+                           tf.constant(-np.inf, tf.float32))
+            _, idx = tf.math.top_k(key, k=delta, sorted=True)
+            dims = [int(d) for d in value.shape]
+            strides = [int(np.prod(dims[j + 1:])) for j in range(len(dims))]
+            where = tf.stack([(idx // st) % d for d, st in zip(dims, strides)], axis=1)  # flat → N-d
+            mask.value.scatter_nd_update(where, tf.zeros([delta], mask.dtype))
+            var.value.scatter_nd_update(where, tf.zeros([delta], var.dtype))
         self.step_var.assign(step)
