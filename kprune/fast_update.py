@@ -38,11 +38,11 @@ def eligible(pruner) -> bool:
 class FastLevelUpdate:
     """The compiled update for a pruner's (wrapper, kernel) pairs.
 
-    Python keeps how many weights each kernel has pruned (read from its mask once). A step
-    whose targets grew prunes only the ``Δk`` new weights: one ``tf.function`` call finds
-    them with ``top_k`` and zeroes them, mask and weight, with ``scatter_nd_update`` — nothing
-    else is written. A step whose targets did not change costs no TensorFlow call at all; a
-    target that fell (rare: a schedule never lowers it) is done by recomputing the mask.
+    A step whose targets grew prunes only the new weights: one ``tf.function`` call counts
+    each kernel's pruned weights, finds the ``Δk`` smallest unpruned ones with ``top_k`` and
+    zeroes them, mask and weight, with ``scatter_nd_update`` — nothing else is written. A step
+    whose targets did not change costs no TensorFlow call. A target that fell (a schedule
+    never lowers it) is left to the host path (``__call__`` returns False).
 
     Args:
         pruner: a :class:`kprune.Pruner` for which :func:`eligible` is True.
@@ -50,6 +50,7 @@ class FastLevelUpdate:
     Example:
         >>> fast = FastLevelUpdate(pruner)
         >>> fast(pruner.targets(step), step + 1)   # masks and weights updated in place
+        True
     """
 
     def __init__(self, pruner):
@@ -61,41 +62,31 @@ class FastLevelUpdate:
                 var = w.weights_by_attr()[attr]
                 self.items.append((w.name, var, w.masks[attr], int(np.prod(var.shape))))
         self.step_var = pruner.active[0].pruning_step
-        self.pruned = [int(np.sum(np.asarray(m.numpy()) == 0)) for _, _, m, _ in self.items]
+        self._last = None
         self._fn = tf.function(self._grow, reduce_retracing=True)
 
-    def __call__(self, targets: dict, step: int) -> None:
-        """Prunes each kernel to ``targets[layer]`` and writes ``step`` into the model."""
+    def __call__(self, targets: dict, step: int) -> bool:
+        """Prunes each kernel to ``targets[layer]``, writes ``step``; False if a target fell."""
         import tensorflow as tf
 
         ks = [allocation.n_pruned(n, targets[name]) for name, _, _, n in self.items]
-        if any(k < done for k, done in zip(ks, self.pruned)):
-            for i, k in enumerate(ks):
-                if k < self.pruned[i]:
-                    self._shrink(i, k)
-        deltas = [max(0, k - done) for k, done in zip(ks, self.pruned)]
-        if any(deltas):
-            self._fn(tf.constant(deltas, dtype=tf.int32), tf.constant(step, dtype=tf.int64))
-        else:
+        if self._last is not None and any(k < last for k, last in zip(ks, self._last)):
+            self._last = None
+            return False
+        if ks == self._last:
             self.step_var.assign(step)
-        self.pruned = [max(k, done) if k >= done else k for k, done in zip(ks, self.pruned)]
+        else:
+            self._fn(tf.constant(ks, dtype=tf.int32), tf.constant(step, dtype=tf.int64))
+            self._last = ks
+        return True
 
-    def _shrink(self, i: int, k: int) -> None:
-        """The target fell: the first ``k`` pruned entries by position stay pruned (host path)."""
-        _, var, mask, _ = self.items[i]
-        m = np.asarray(mask.numpy())
-        flat = m.ravel().copy()
-        flat[np.flatnonzero(flat == 0)[k:]] = 1
-        mask.assign(flat.reshape(m.shape))
-        self.pruned[i] = k
-
-    def _grow(self, deltas, step):
+    def _grow(self, ks, step):
         import tensorflow as tf
 
-        for i, (_, var, mask, _) in enumerate(self.items):
-            delta = deltas[i]
+        for i, (_, var, mask, n) in enumerate(self.items):
             value = tf.convert_to_tensor(var)
             unpruned = tf.reshape(tf.convert_to_tensor(mask), [-1]) != 0
+            delta = tf.maximum(ks[i] - (n - tf.reduce_sum(tf.cast(unpruned, tf.int32))), 0)
             # the delta smallest |w| among the unpruned; top_k prefers the lower index on ties
             key = tf.where(unpruned, -tf.abs(tf.cast(tf.reshape(value, [-1]), tf.float32)),
                            tf.constant(-np.inf, tf.float32))

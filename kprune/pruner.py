@@ -243,8 +243,8 @@ class Pruner(LayerUnits):
             # level/weight/per-layer/hard: one compiled call (same masks as the path below)
             if self._fast is None:
                 self._fast = fast_update.FastLevelUpdate(self)
-            self._fast(self.targets(step), self.step + 1)
-            return
+            if self._fast(self.targets(step), self.step + 1):
+                return
         targets = self.targets(step, round_)
         entries = {}
         for w in self.active:
