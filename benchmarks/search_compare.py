@@ -28,14 +28,20 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+def _optimizer(name, lr):
+    return {"name": name, "learning_rate": lr, **({"momentum": 0.9} if name == "sgd" else {})}
+
+
 def _recipe(args, seed):
     import kprune
     return kprune.Recipe.from_dict({
         "seed": seed,
         "data": {"name": "fashion_mnist", "batch_size": 128, "take": args.train_take},
-        "train": {"epochs": args.epochs, "optimizer": {"name": "adam", "learning_rate": 0.002}},
-        "finetune": {"epochs": args.finetune_epochs, "optimizer": {"name": "adam", "learning_rate": 0.001}},
-        "prune": {"criterion": "l1", "granularity": "filter",
+        "train": {"epochs": args.epochs, "optimizer": _optimizer(args.optimizer, args.lr),
+                  "lr_schedule": args.lr_schedule, "weight_decay": args.weight_decay},
+        "finetune": {"epochs": args.finetune_epochs, "optimizer": _optimizer(args.optimizer, args.finetune_lr),
+                     "lr_schedule": args.lr_schedule, "weight_decay": args.weight_decay},
+        "prune": {"criterion": "l1", "granularity": "filter", "recalibrate_bn": args.recalibrate_bn,
                   "config_list": [{"op_types": ["Conv2D", "Dense"], "sparsity": 0.5}]},
     })
 
@@ -97,7 +103,7 @@ def run(args):
             result = search.run(dense, recipe, name=name, constraint=args.constraint, budget=args.budget,
                                 seed=seed, verbose=0, out_dir=os.path.join(args.work, f"{name}_{seed}"), **options)
             minutes = (time.time() - t0) / 60
-            pruned = result.pruned
+            pruned = result.pruned  # BatchNorm statistics already recalibrated with --recalibrate-bn
             pruned_acc = training.accuracy(pruned, test)
             pruned = _train(pruned, recipe, "finetune", seed)
             small = kprune.compact(pruned)
@@ -152,6 +158,12 @@ def main():
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--finetune-epochs", type=int, default=1)
     p.add_argument("--netadapt-step", type=float, default=0.1)
+    p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"), help="sgd has momentum 0.9")
+    p.add_argument("--lr", type=float, default=0.002, help="training learning rate")
+    p.add_argument("--finetune-lr", type=float, default=0.001)
+    p.add_argument("--lr-schedule", default="constant", choices=("constant", "cosine"))
+    p.add_argument("--weight-decay", type=float, default=0.0)
+    p.add_argument("--recalibrate-bn", type=int, default=0, help="BatchNorm recalibration batches after pruning")
     p.add_argument("--work", default="/tmp/kprune_search_compare")
     p.add_argument("--workers", type=int, default=1, help="local worker processes per search (same results)")
     args = p.parse_args()

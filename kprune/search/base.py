@@ -63,6 +63,8 @@ COMMON = {
     "max_sparsity": F("float", 0.9, low=0.0, high=1.0, high_open=True, doc="most any unit may be pruned"),
     "eval_take": F("int", 1000, low=1, nullable=True, doc="validation examples for the default evaluator"),
     "seed": F("int", None, nullable=True, doc="search seed (default prune.seed)"),
+    "recalibrate_bn": F("int", None, low=0, nullable=True,
+                        doc="BatchNorm recalibration batches for each candidate before scoring (null: prune.recalibrate_bn)"),
     "latency": F("dict", {}, section=LATENCY),
     "executor": F("dict", {}, section=EXECUTOR),
 }
@@ -136,7 +138,7 @@ class Search(abc.ABC):
         from kprune.search.candidates import CandidateBuilder
         from kprune.search.context import SearchContext
         from kprune.search.cost import CostModel, resolve_budget
-        from kprune.search.evaluation import default_evaluator, default_finetune
+        from kprune.search.evaluation import default_evaluator, default_finetune, default_recalibration
         from kprune.search.executor import make_executor
         from kprune.search.units import find_units
         from kprune.wrappers.wrap import is_wrapped
@@ -159,9 +161,10 @@ class Search(abc.ABC):
         kind = cfg["constraint"]
         limit = resolve_budget(kind, cfg["budget"], cost_model.original[kind])
         builder = CandidateBuilder(model, prune, units)
+        recal = cfg["recalibrate_bn"] if cfg["recalibrate_bn"] is not None else prune.get("recalibrate_bn", 0)
         executor = make_executor(executor if executor is not None else cfg["executor"])
         if executor.workers > 1:
-            executor.start(self._job(model, recipe, units, evaluator, finetune))
+            executor.start(self._job(model, recipe, units, evaluator, finetune, recal))
         evaluator = evaluator or default_evaluator(recipe, cfg["eval_take"])
         finetune = finetune or default_finetune(recipe)
         seed = cfg["seed"] if cfg["seed"] is not None else prune["seed"]
@@ -170,7 +173,7 @@ class Search(abc.ABC):
                   "limit": limit, "seed": seed}
         try:
             ctx = SearchContext(builder, cost_model, kind, limit, evaluator, finetune, seed, out_dir, resume,
-                                header, verbose, executor=executor)
+                                header, verbose, executor=executor, recalibrate=default_recalibration(recipe, recal))
             try:
                 proposal = self.search(ctx)
                 result = self._finish(ctx, proposal, recipe, t0)
@@ -182,7 +185,7 @@ class Search(abc.ABC):
             result.save(out_dir)
         return result
 
-    def _job(self, model, recipe, units, evaluator, finetune):
+    def _job(self, model, recipe, units, evaluator, finetune, recalibrate_bn=0):
         """What the executor's workers need: the model as .keras bytes, the recipe, the callables."""
         import tempfile
 
@@ -198,7 +201,8 @@ class Search(abc.ABC):
             with open(path, "rb") as f:
                 data = f.read()
         return Job(model=data, prune=recipe.prune, units=[u.name for u in units], recipe=recipe.to_dict(),
-                   eval_take=self.config["eval_take"], evaluator=evaluator, finetune=finetune)
+                   eval_take=self.config["eval_take"], evaluator=evaluator, finetune=finetune,
+                   recalibrate_bn=int(recalibrate_bn or 0))
 
     def _latency_table(self, model, out_dir):
         from kprune.export.latency_table import latency_table
@@ -229,10 +233,13 @@ class Search(abc.ABC):
                 final = ctx.evaluate(allocation, tag="final")
                 ctx.accept(final)
                 score = final["score"]
-                if final["replayed"]:  # answered by the checkpoint: nothing was built
-                    ctx.builder.build(allocation)
+                built = not final["replayed"]  # a checkpoint's answer built nothing
             else:
+                built = False
+            if not built:
                 ctx.builder.build(allocation)
+                if ctx.recalibrate is not None:
+                    ctx.recalibrate(ctx.builder.wrapped)
             small = ctx.builder.compact()
             cost = measure(small, kinds, ctx.builder.prune["granularity"], settings)
             if cost[kind] <= limit * (1 + tol):

@@ -55,11 +55,13 @@ class SearchContext:
         verbose: 0 hides the progress bar.
         executor: a started :class:`~kprune.search.executor.Executor` for :meth:`evaluate_many`
             (None: everything is evaluated in this process).
+        recalibrate: ``callable(model)`` run on every candidate right after it is built
+            (BatchNorm recalibration), or None.
     """
 
     def __init__(self, builder, cost_model, constraint: str, limit: float, evaluator, finetune=None,
                  seed: int = 0, out_dir=None, resume: bool = False, header: dict | None = None, verbose: int = 1,
-                 executor=None):
+                 executor=None, recalibrate=None):
         self.builder = builder
         self.cost_model = cost_model
         self.units = builder.units
@@ -77,6 +79,7 @@ class SearchContext:
         self._states: dict = {}
         self._t0 = time.time()
         self.executor = executor
+        self.recalibrate = recalibrate
         self.best_state = None
         self._shared = None
         if resume:
@@ -195,6 +198,8 @@ class SearchContext:
 
     def _score_here(self, allocation: dict, finetune_steps: int, index: int) -> float:
         model = self.builder.build(allocation)
+        if self.recalibrate is not None:
+            self.recalibrate(model)
         if finetune_steps:
             if self.finetune_fn is None:
                 raise KPruneError(_NO_FINETUNE)

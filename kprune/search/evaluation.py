@@ -1,5 +1,9 @@
 """Default scoring and short fine-tuning for searches, from a recipe's ``data`` section.
 
+With ``recalibrate_bn: N`` (``prune.search`` or ``prune``) every candidate's BatchNorm
+statistics are re-estimated on N training batches before it is scored (pruning changes the
+statistics the next layers see; without it a BatchNorm network's candidates score near chance).
+
 The default evaluator is top-1 accuracy on the first ``eval_take`` examples of the
 validation split (the end of the training split, never the test split), read once and
 kept in memory. The default fine-tuning runs ``steps`` optimizer steps of the recipe's
@@ -43,6 +47,33 @@ def default_evaluator(recipe, take: int | None = 1000):
         return correct / max(total, 1)
 
     return evaluate
+
+
+def default_recalibration(recipe, batches: int):
+    """``recalibrate(model)``: BatchNorm statistics re-estimated on ``batches`` training batches.
+
+    The batches (the recipe's training split, validation examples held out, no shuffling)
+    are read once, at the first call. Returns None when ``batches`` is 0.
+
+    Example:
+        >>> recal = default_recalibration(recipe, 10)
+        >>> recal(candidate)   # moving mean/variance of every BatchNorm layer re-estimated
+    """
+    if not batches:
+        return None
+    cache = []
+
+    def recalibrate(model) -> None:
+        from kprune import data
+        from kprune.batchnorm import recalibrate_bn
+        if not cache:
+            d = recipe.data
+            ds = data.load(d["name"], split="train", batch_size=d["batch_size"], shuffle=False,
+                           data_dir=d["data_dir"], take=d["take"], validation_fraction=0.1)
+            cache.extend(x for x, _ in ds.take(int(batches)))
+        recalibrate_bn(model, cache, batches=len(cache))
+
+    return recalibrate
 
 
 def default_finetune(recipe):

@@ -65,6 +65,7 @@ class Job:
         eval_take: validation examples of the default evaluator.
         evaluator, finetune: the user's callables, or None for the recipe's defaults.
         threads: TensorFlow intra-op threads in the worker (None: TensorFlow's default).
+        recalibrate_bn: BatchNorm recalibration batches per candidate (0: none).
     """
 
     model: bytes
@@ -75,6 +76,7 @@ class Job:
     evaluator: object = None
     finetune: object = None
     threads: int | None = None
+    recalibrate_bn: int = 0
     meta: dict = field(default_factory=dict)
 
 
@@ -96,7 +98,7 @@ class Worker:
         import keras
 
         from kprune.search.candidates import CandidateBuilder
-        from kprune.search.evaluation import default_evaluator, default_finetune
+        from kprune.search.evaluation import default_evaluator, default_finetune, default_recalibration
         from kprune.search.units import find_units
 
         with tempfile.TemporaryDirectory(prefix="kprune_worker_") as folder:
@@ -110,11 +112,12 @@ class Worker:
                               f"search has {list(job.units)}; the model does not survive a .keras round trip.")
         self.builder = CandidateBuilder(model, job.prune, units)
         recipe = None
-        if job.evaluator is None or job.finetune is None:
+        if job.evaluator is None or job.finetune is None or job.recalibrate_bn:
             from kprune.recipe import Recipe
             recipe = Recipe.from_dict(job.recipe or {})
         self.evaluator = job.evaluator or default_evaluator(recipe, job.eval_take)
         self.finetune = job.finetune or default_finetune(recipe)
+        self.recalibrate = default_recalibration(recipe, job.recalibrate_bn)
         self._state_key = None
         self._state = None
 
@@ -124,6 +127,8 @@ class Worker:
             raise KPruneError(f"search worker: a weight state of {len(state)} arrays does not fit the worker's "
                               f"wrapped model ({len(self.builder.wrapped.weights)} variables).")
         model = self.builder.build(task["allocation"], from_state=state)
+        if self.recalibrate is not None:
+            self.recalibrate(model)
         if task["finetune_steps"]:
             self.finetune(model, int(task["finetune_steps"]), int(task["seed"]))
         return float(self.evaluator(model))

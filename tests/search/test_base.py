@@ -214,3 +214,39 @@ def test_uniform_baseline_is_the_smallest_common_sparsity():
     # a slightly smaller common sparsity either keeps the same channels or is over the budget
     lower = cm.predict({u: s - 1e-6 for u in r.allocation})["params"]
     assert lower == r.cost["params"] or lower > r.limit
+
+
+def test_candidates_are_recalibrated_before_scoring():
+    from kprune.batchnorm import recalibrate_bn
+    from kprune.search.evaluation import default_recalibration
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((28, 28, 1))
+    h = keras.layers.Conv2D(8, 3, strides=2, name="c1")(inp)
+    h = keras.layers.BatchNormalization(name="bn1")(h)
+    h = keras.layers.Conv2D(8, 3, strides=2, name="c2")(keras.layers.ReLU()(h))
+    h = keras.layers.BatchNormalization(name="bn2")(h)
+    model = keras.Model(inp, keras.layers.Dense(10, name="fc")(keras.layers.GlobalAveragePooling2D()(h)))
+    recipe = {"data": {"name": "fashion_mnist", "batch_size": 32, "take": 256},
+              "prune": {**PRUNE, "recalibrate_bn": 3}}
+    seen = []
+
+    def record(candidate):
+        seen.append(np.array(candidate.get_layer("bn2").layer.moving_mean.numpy()))
+        return 0.0
+
+    search.run(model, recipe, evaluator=record, verbose=0, name="sensitivity", constraint="params",
+               budget=0.7, grid=[0.5])
+    assert len(seen) == 4  # baseline, c1 and c2 at 0.5, the final candidate
+    # the dense model's statistics are zeros; each candidate's are its own, from 3 batches
+    assert not np.allclose(seen[0], 0.0) and not np.allclose(seen[1], seen[2])
+    batches = [x for x, _ in kprune.data.load("fashion_mnist", split="train", batch_size=32, shuffle=False,
+                                              take=256, validation_fraction=0.1).take(3)]
+    again = kprune.wrap(model, {"prune": PRUNE})
+    recalibrate_bn(again, batches, batches=3)
+    np.testing.assert_allclose(seen[0], again.get_layer("bn2").layer.moving_mean.numpy(), rtol=1e-5, atol=1e-6)
+    assert default_recalibration(kprune.Recipe.from_dict(recipe), 0) is None
+    # off: the candidates keep the dense model's (zero) moving means
+    seen.clear()
+    search.run(model, {**recipe, "prune": {**recipe["prune"], "search": {"name": "sensitivity", "recalibrate_bn": 0}}},
+               evaluator=record, verbose=0, constraint="params", budget=0.7, grid=[0.5])
+    assert all(np.allclose(s, 0.0) for s in seen)
