@@ -7,7 +7,7 @@ import keras
 import numpy as np
 import pytest
 
-from export_fixtures import small_convnet
+from export_fixtures import small_convnet, sparse_dynamic_tflite
 from kprune.errors import ExportError
 from kprune.export.benchmark import benchmark, compare
 from kprune.export.report import LatencyReport, statistics_ms
@@ -109,13 +109,7 @@ def test_missing_and_invalid_files(tmp_path):
 def test_sparse_quantized_model_needs_builtin_kernels(tmp_path):
     # Found while building this module (LiteRT 2.3): XNNPACK refuses a dynamic-range model
     # stored with sparse tensors. benchmark says so and how to proceed; the built-in kernels run it.
-    model = small_convnet(filters=(32, 64))
-    for layer in model.layers:
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
-            kernel = layer.kernel.numpy()
-            kernel[np.abs(kernel) < np.quantile(np.abs(kernel), 0.9)] = 0.0
-            layer.kernel.assign(kernel)
-    path = to_tflite(model, tmp_path / "sparse_dynamic.tflite", quantize="dynamic", sparsity=True).path
+    _, path = sparse_dynamic_tflite(tmp_path / "sparse_dynamic.tflite")
     try:
         benchmark(path, runs=2, warmup=0)
     except ExportError as err:

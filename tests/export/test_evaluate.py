@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from export_fixtures import random_images, small_convnet
+from export_fixtures import random_images, sparse_dynamic_tflite
 from kprune.errors import ExportError
 from kprune.export.evaluate import TFLiteRunner, evaluate_tflite, predict_tflite
 from kprune.export.tflite import to_tflite
@@ -89,13 +89,7 @@ def test_errors_are_clear(exported, tmp_path):
 def test_falls_back_to_builtin_kernels_when_xnnpack_refuses(tmp_path):
     # XNNPACK (LiteRT 2.3) refuses dynamic-range models with sparse tensors; predictions
     # still come out, from the built-in kernels, and match Keras within the dynamic bound.
-    model = small_convnet(filters=(32, 64))
-    for layer in model.layers:
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
-            kernel = layer.kernel.numpy()
-            kernel[np.abs(kernel) < np.quantile(np.abs(kernel), 0.9)] = 0.0
-            layer.kernel.assign(kernel)
-    path = to_tflite(model, tmp_path / "sd.tflite", quantize="dynamic", sparsity=True).path
+    model, path = sparse_dynamic_tflite(tmp_path / "sd.tflite")
     runner = TFLiteRunner(path)
     x = random_images(6, seed=4)
     out = runner.run([x])[0]

@@ -1,7 +1,10 @@
 """Tiny models and cheap deterministic evaluators shared by the search tests."""
 
+import json
+
 import keras
 import numpy as np
+import pytest
 
 PRUNE = {"criterion": "l1", "granularity": "filter",
          "config_list": [{"op_types": ["Conv2D"], "sparsity": 0.5}]}
@@ -54,3 +57,41 @@ def scale_weights(model, steps, seed):
     seed-dependent factor (zeros stay zero)."""
     for v in model.trainable_variables:
         v.assign(v * (1.0 - 0.01 * (1 + (seed + steps) % 7)))
+
+
+class Distill:
+    """Deterministic training: SGD on MSE to the dense model's outputs on fixed inputs.
+
+    Compiled once per model (the train step is traced once); ``model.fit`` adds ``model.losses``,
+    so the ADMM penalty is part of the loss.
+    """
+
+    def __init__(self, model, seed=1):
+        self.x = np.random.default_rng(seed).normal(size=(32,) + tuple(model.input.shape[1:])).astype("float32")
+        self.y = np.asarray(model(self.x))
+        self.compiled = set()
+        self.calls = []
+
+    def __call__(self, model, steps, seed):
+        self.calls.append((steps, seed))
+        if id(model) not in self.compiled:
+            model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse", jit_compile=False)
+            self.compiled.add(id(model))
+        keras.utils.set_random_seed(seed)
+        model.fit(self.x, self.y, batch_size=8, epochs=steps // 4, shuffle=False, verbose=0)
+
+
+def resume_after_cut(run, model, out_dir, cut, **kw):
+    """Interrupts ``run`` (raising from the evaluator after ``cut`` evaluations), then resumes
+    it in ``out_dir`` with a fresh evaluator and a fresh :class:`Distill` trainer.
+
+    Returns:
+        ``(checkpoint dict at the cut, resumed result, fresh evaluator, fresh trainer)``.
+    """
+    with pytest.raises(RuntimeError, match="simulated interruption"):
+        run(model, out_dir=out_dir, evaluator=OutputMatch(model, fail_after=cut), **kw)
+    saved = json.loads((out_dir / "checkpoint.json").read_text())
+    assert len(saved["trajectory"]) == cut
+    fresh, trainer = OutputMatch(model), Distill(model)
+    resumed = run(model, out_dir=out_dir, resume=True, evaluator=fresh, finetune=trainer, **kw)
+    return saved, resumed, fresh, trainer

@@ -3,37 +3,14 @@
 import json
 
 import keras
-import numpy as np
 import pytest
-from search_fixtures import PRUNE, RECORD_KEYS, OutputMatch, strip_times, tiny_cnn
+from search_fixtures import PRUNE, RECORD_KEYS, Distill, OutputMatch, resume_after_cut, strip_times, tiny_cnn
 
 import kprune
 from kprune import search
 from kprune.search.admm import AdmmPenalty
 
 ADMM = {"name": "admm", "rounds": 3, "rho": 1.0, "training_steps": 8}
-
-
-class Distill:
-    """Deterministic training: SGD on MSE to the dense model's outputs on fixed inputs.
-
-    Compiled once per model (the train step is traced once); ``model.fit`` adds ``model.losses``,
-    so the ADMM penalty is part of the loss.
-    """
-
-    def __init__(self, model, seed=1):
-        self.x = np.random.default_rng(seed).normal(size=(32,) + tuple(model.input.shape[1:])).astype("float32")
-        self.y = np.asarray(model(self.x))
-        self.compiled = set()
-        self.calls = []
-
-    def __call__(self, model, steps, seed):
-        self.calls.append((steps, seed))
-        if id(model) not in self.compiled:
-            model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse", jit_compile=False)
-            self.compiled.add(id(model))
-        keras.utils.set_random_seed(seed)
-        model.fit(self.x, self.y, batch_size=8, epochs=steps // 4, shuffle=False, verbose=0)
 
 
 @pytest.fixture(scope="module")
@@ -115,13 +92,8 @@ def test_reproducible_with_a_seed(model, flops_run):
 
 def test_resume_after_interruption(model, flops_run, tmp_path):
     full = flops_run[0]
-    with pytest.raises(RuntimeError, match="simulated interruption"):
-        _run(model, out_dir=tmp_path, constraint="flops", budget=0.5, evaluator=OutputMatch(model, fail_after=2))
-    saved = json.loads((tmp_path / "checkpoint.json").read_text())
-    assert len(saved["trajectory"]) == 2 and saved["saved_states"] == ["admm:2"]
-    fresh, trainer = OutputMatch(model), Distill(model)
-    resumed = _run(model, out_dir=tmp_path, resume=True, constraint="flops", budget=0.5, evaluator=fresh,
-                   finetune=trainer)
+    saved, resumed, fresh, trainer = resume_after_cut(_run, model, tmp_path, 2, constraint="flops", budget=0.5)
+    assert saved["saved_states"] == ["admm:2"]
     assert fresh.calls == 1 and trainer.calls == []  # round 2's trained state came from state.npz
     assert strip_times(resumed.trajectory) == strip_times(full.trajectory)
     assert resumed.score == full.score and resumed.extras == full.extras

@@ -3,8 +3,7 @@
 import json
 
 import pytest
-from search_fixtures import PRUNE, RECORD_KEYS, OutputMatch, strip_times, tiny_cnn
-from test_admm import Distill
+from search_fixtures import PRUNE, RECORD_KEYS, Distill, OutputMatch, resume_after_cut, strip_times, tiny_cnn
 
 import kprune
 from kprune import search
@@ -80,13 +79,8 @@ def test_reproducible_with_a_seed(model, params_run):
 
 def test_resume_inside_the_second_round(model, params_run, tmp_path):
     full = params_run[0]
-    with pytest.raises(RuntimeError, match="simulated interruption"):
-        _run(model, out_dir=tmp_path, constraint="params", budget=0.36, evaluator=OutputMatch(model, fail_after=8))
-    saved = json.loads((tmp_path / "checkpoint.json").read_text())
-    assert len(saved["trajectory"]) == 8 and saved["saved_states"] == ["round1:pruned"]
-    fresh, trainer = OutputMatch(model), Distill(model)
-    resumed = _run(model, out_dir=tmp_path, resume=True, constraint="params", budget=0.36, evaluator=fresh,
-                   finetune=trainer)
+    saved, resumed, fresh, trainer = resume_after_cut(_run, model, tmp_path, 8, constraint="params", budget=0.36)
+    assert saved["saved_states"] == ["round1:pruned"]
     assert fresh.calls == full.evaluations - 8 and len(trainer.calls) == 2  # only round 2's ADMM trains
     assert strip_times(resumed.trajectory) == strip_times(full.trajectory)
     assert resumed.allocation == full.allocation and resumed.score == full.score
