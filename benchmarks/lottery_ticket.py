@@ -33,7 +33,8 @@ import statistics
 import sys
 import time
 
-from _results import mean_std_pct, write_json  # noqa: E402  (benchmarks/ is the script's folder)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/: also when imported by a test
+from _results import mean_std_pct, write_json  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

@@ -32,11 +32,13 @@ from __future__ import annotations
 import argparse
 import collections
 import os
+import sys
 import platform
 import tempfile
 import time
 
-from _results import write_json  # noqa: E402  (benchmarks/ is the script's folder)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/: also when imported by a test
+from _results import write_json  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 

@@ -23,7 +23,8 @@ import tempfile
 import time
 import zipfile
 
-from _results import write_json  # noqa: E402  (benchmarks/ is the script's folder)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/: also when imported by a test
+from _results import write_json  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -79,7 +79,9 @@ class Pruner(LayerUnits):
         self._final = False
         self._stat_cache = {}
         self._fast = None
-        #: False forces the host-side update even where the compiled fast path applies
+        self._fast_ok = None  # whether the compiled path applies (decided at the first update)
+        #: False (set before the first update) forces the host-side update even where the
+        #: compiled fast path applies
         self.fast = True
         self.bind(steps_per_epoch)
         self.penalties_changed = self.install_penalties()
@@ -239,7 +241,9 @@ class Pruner(LayerUnits):
     def _update(self, step=None, round_=None):
         if self.soft and not self._final and (step is None or step == self.schedule.last_update_step()):
             return self.finalize()
-        if step is not None and round_ is None and fast_update.eligible(self):
+        if self._fast_ok is None:
+            self._fast_ok = fast_update.eligible(self)
+        if step is not None and round_ is None and self._fast_ok:
             # level/weight/per-layer/hard: one compiled call (same masks as the path below)
             if self._fast is None:
                 self._fast = fast_update.FastLevelUpdate(self)

@@ -242,8 +242,10 @@ class LocalExecutor(Executor):
         try:
             return [f.result() for f in futures]
         except BrokenProcessPool as exc:
-            raise KPruneError(f"a search worker process died ({exc}); out of memory? Lower "
-                              "prune.search.executor.workers.") from exc
+            raise KPruneError(f"a search worker process failed to start or died ({exc}): its own error is "
+                              "printed above (e.g. the recipe has no `data` for the default evaluator, or "
+                              "the model cannot be loaded); if it was killed, lower "
+                              "prune.search.executor.workers (memory).") from exc
 
     def close(self):
         if self._pool is not None:
