@@ -52,6 +52,11 @@ class Section:
     doc: str = ""
 
 
+def positive(value):
+    """A ``Field.check`` for numbers that must be > 0 (``low`` alone allows the bound itself)."""
+    return None if value > 0 else "must be > 0."
+
+
 def _type_name(field: Field) -> str:
     return {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
             "list": "a list", "dict": "a mapping", "any": "any value"}[field.kind]

@@ -48,7 +48,7 @@ def _allocation_check(value):
 
 
 ADMM_FIELDS = {
-    "rho": F("float", 1e-3, check=lambda v: None if v > 0 else "must be > 0.",
+    "rho": F("float", 1e-3, check=S.positive,
              doc="initial penalty weight ρ of ρ/2·||W − Z + U||²"),
     "rho_growth": F("float", 1.0, low=1.0, doc="ρ multiplier after each ADMM round"),
     "training_steps": F("int", 100, low=1, doc="training steps per ADMM round (W-step)"),

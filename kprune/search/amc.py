@@ -49,10 +49,6 @@ from kprune.search.ddpg import DDPG, truncated_normal
 F = S.Field
 
 
-def _positive(value):
-    return None if value > 0 else "must be > 0."
-
-
 @register("amc")
 class AMC(Search):
     """AMC's DDPG agent choosing each unit's preserve ratio under a resource budget.
@@ -83,9 +79,9 @@ class AMC(Search):
         "episodes": F("int", 400, low=1, doc="search episodes (warm-up included)"),
         "warmup": F("int", 100, low=0, doc="episodes of random actions before learning"),
         "hidden": F("int", 300, low=1, doc="hidden width of actor and critic"),
-        "lr_actor": F("float", 1e-4, check=_positive, doc="actor learning rate (Adam)"),
-        "lr_critic": F("float", 1e-3, check=_positive, doc="critic learning rate (Adam)"),
-        "tau": F("float", 0.01, low=0.0, high=1.0, check=_positive, doc="soft target update rate"),
+        "lr_actor": F("float", 1e-4, check=S.positive, doc="actor learning rate (Adam)"),
+        "lr_critic": F("float", 1e-3, check=S.positive, doc="critic learning rate (Adam)"),
+        "tau": F("float", 0.01, low=0.0, high=1.0, check=S.positive, doc="soft target update rate"),
         "batch_size": F("int", 64, low=1, doc="DDPG minibatch size"),
         "memory": F("int", 100, low=1, doc="replay buffer capacity, in episodes"),
         "init_delta": F("float", 0.5, low=0.0, doc="initial exploration noise σ"),

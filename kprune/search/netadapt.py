@@ -42,9 +42,9 @@ class NetAdapt(Search):
 
     name = "netadapt"
     FIELDS = {
-        "step": F("float", 0.05, low=0.0, high=1.0, check=lambda v: None if v > 0 else "must be > 0.",
+        "step": F("float", 0.05, low=0.0, high=1.0, check=S.positive,
                   doc="resource reduction per iteration (fraction of the original)"),
-        "step_decay": F("float", 0.98, low=0.0, high=1.0, check=lambda v: None if v > 0 else "must be > 0.",
+        "step_decay": F("float", 0.98, low=0.0, high=1.0, check=S.positive,
                         doc="reduction multiplier per iteration"),
         "finetune_steps": F("int", 0, low=0, doc="short-term fine-tuning steps per proposal"),
         "max_iterations": F("int", 100, low=1, doc="cap on iterations"),

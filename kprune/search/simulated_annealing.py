@@ -32,10 +32,6 @@ from kprune.search.base import Search
 F = S.Field
 
 
-def _positive(value):
-    return None if value > 0 else "must be > 0."
-
-
 @register("simulated_annealing")
 class SimulatedAnnealing(Search):
     """Simulated annealing over per-unit sparsities under a budget.
@@ -58,11 +54,11 @@ class SimulatedAnnealing(Search):
 
     name = "simulated_annealing"
     FIELDS = {
-        "start_temperature": F("float", 100.0, check=_positive, doc="initial temperature"),
-        "stop_temperature": F("float", 20.0, check=_positive, doc="final temperature"),
-        "cool_down_rate": F("float", 0.9, low=0.0, high=1.0, high_open=True, check=_positive,
+        "start_temperature": F("float", 100.0, check=S.positive, doc="initial temperature"),
+        "stop_temperature": F("float", 20.0, check=S.positive, doc="final temperature"),
+        "cool_down_rate": F("float", 0.9, low=0.0, high=1.0, high_open=True, check=S.positive,
                             doc="temperature multiplier per step, in (0, 1)"),
-        "perturbation_magnitude": F("float", 0.35, check=_positive, doc="initial perturbation half-width"),
+        "perturbation_magnitude": F("float", 0.35, check=S.positive, doc="initial perturbation half-width"),
         "prior": F("bool", True, doc="larger units get higher sparsities (AutoCompress)"),
         "max_evaluations": F("int", None, low=1, nullable=True, doc="cap on evaluations"),
         "proposals_per_step": F("int", 1, low=1, doc="perturbations evaluated per temperature step (the best "
