@@ -95,3 +95,12 @@ def resume_after_cut(run, model, out_dir, cut, **kw):
     fresh, trainer = OutputMatch(model), Distill(model)
     resumed = run(model, out_dir=out_dir, resume=True, evaluator=fresh, finetune=trainer, **kw)
     return saved, resumed, fresh, trainer
+
+
+def saved_trajectory(out_dir, algorithm: str, evaluations: int) -> list:
+    """The records of ``out_dir/trajectory.json``, checked: algorithm name, count, keys, indices."""
+    data = json.loads((out_dir / "trajectory.json").read_text())
+    assert data["algorithm"]["name"] == algorithm and len(data["trajectory"]) == evaluations
+    for i, rec in enumerate(data["trajectory"]):
+        assert set(rec) >= RECORD_KEYS and rec["index"] == i
+    return data["trajectory"]

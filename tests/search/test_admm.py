@@ -1,10 +1,8 @@
 """ADMM: the penalty drives pruned weights to zero, budgets, granularities, seeds, resume, trajectory."""
 
-import json
-
 import keras
 import pytest
-from search_fixtures import PRUNE, RECORD_KEYS, Distill, OutputMatch, resume_after_cut, strip_times, tiny_cnn
+from search_fixtures import PRUNE, Distill, OutputMatch, resume_after_cut, saved_trajectory, strip_times, tiny_cnn
 
 import kprune
 from kprune import search
@@ -101,10 +99,9 @@ def test_resume_after_interruption(model, flops_run, tmp_path):
 
 def test_trajectory_json_is_complete(flops_run):
     r, out = flops_run
-    data = json.loads((out / "trajectory.json").read_text())
-    assert data["algorithm"]["name"] == "admm" and len(data["trajectory"]) == r.evaluations == 3
-    for i, rec in enumerate(data["trajectory"]):
-        assert set(rec) >= RECORD_KEYS and rec["index"] == i and rec["accepted"] is True
+    assert r.evaluations == 3
+    for i, rec in enumerate(saved_trajectory(out, "admm", 3)):
+        assert rec["accepted"] is True
         assert rec["info"]["round"] == i and rec["info"]["rho"] == 1.0 and "distance" in rec["info"]
 
 
