@@ -37,15 +37,21 @@ def random_images(n, shape=(12, 12, 3), seed=0):
     return np.random.default_rng(seed).uniform(0, 1, (n, *shape)).astype("float32")
 
 
+def sparse_convnet(fraction=0.9):
+    """``small_convnet(filters=(32, 64))`` with the smallest ``fraction`` of every kernel zeroed."""
+    model = small_convnet(filters=(32, 64))
+    for layer in model.layers:
+        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
+            kernel = layer.kernel.numpy()
+            kernel[np.abs(kernel) < np.quantile(np.abs(kernel), fraction)] = 0.0
+            layer.kernel.assign(kernel)
+    return model
+
+
 def sparse_dynamic_tflite(path):
     """A 90 %-sparse small convnet exported with dynamic-range quantization and sparse
     tensors: the case XNNPACK (LiteRT 2.3) refuses. Returns ``(model, tflite path)``."""
     from kprune.export.tflite import to_tflite
 
-    model = small_convnet(filters=(32, 64))
-    for layer in model.layers:
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
-            kernel = layer.kernel.numpy()
-            kernel[np.abs(kernel) < np.quantile(np.abs(kernel), 0.9)] = 0.0
-            layer.kernel.assign(kernel)
+    model = sparse_convnet()
     return model, to_tflite(model, path, quantize="dynamic", sparsity=True).path

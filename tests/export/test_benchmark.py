@@ -3,11 +3,10 @@
 import gzip
 import json
 
-import keras
 import numpy as np
 import pytest
 
-from export_fixtures import small_convnet, sparse_dynamic_tflite
+from export_fixtures import small_convnet, sparse_convnet, sparse_dynamic_tflite
 from kprune.errors import ExportError
 from kprune.export.benchmark import benchmark, compare
 from kprune.export.report import LatencyReport, statistics_ms
@@ -18,12 +17,7 @@ from kprune.export.tflite import to_tflite
 def paths(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bench")
     dense = small_convnet(filters=(32, 64))
-    sparse = small_convnet(filters=(32, 64))
-    for layer in sparse.layers:
-        if isinstance(layer, (keras.layers.Conv2D, keras.layers.Dense)):
-            kernel = layer.kernel.numpy()
-            kernel[np.abs(kernel) < np.quantile(np.abs(kernel), 0.9)] = 0.0
-            layer.kernel.assign(kernel)
+    sparse = sparse_convnet()
     small = small_convnet(filters=(4, 8))
     return {
         "dense": to_tflite(dense, folder / "dense.tflite").path,
