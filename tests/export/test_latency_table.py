@@ -50,7 +50,7 @@ def test_grid_and_measurement_count(built):
     assert conv2["in_grid"] == [8, 32] and conv2["out_grid"] == [16, 64]
     assert fc["in_grid"] == [16, 64] and fc["out_grid"] == [10]  # produces the model output
     assert table.measured == 2 + 4 + 2 + 1 + 1  # probes, the full model, the overhead
-    assert 0 < table.overhead_ms < table.full_model_ms
+    assert 0 < table.overhead_ms <= table.full_model_ms  # the table caps it at the full model
     assert not table.from_cache
     assert all(ms > 0 for entry in table.layers.values() for row in entry["ms"] for ms in row)
     assert channels_of(model) == {"conv1": (3, 32), "conv2": (32, 64), "fc": (64, 10)}
