@@ -79,6 +79,20 @@ class CandidateBuilder:
         self.pruner.prune_now()
         return self.wrapped
 
+    def score(self, allocation: dict, evaluator, finetune=None, steps: int = 0, seed: int = 0,
+              recalibrate=None, from_state: list | None = None) -> float:
+        """Builds a candidate, recalibrates it, fine-tunes it ``steps`` steps, and scores it.
+
+        The one definition of a candidate's score, in the search's process and in executor
+        workers alike (so both give the same number).
+        """
+        model = self.build(allocation, from_state)
+        if recalibrate is not None:
+            recalibrate(model)
+        if steps:
+            finetune(model, int(steps), int(seed))
+        return float(evaluator(model))
+
     def compact(self):
         """The current candidate as a plain model: filters removed (filter) or masks baked (weight)."""
         from kprune.surgery import compact

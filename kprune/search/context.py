@@ -30,10 +30,6 @@ STATE = "state.npz"
 VERSION = 1
 
 
-_NO_FINETUNE = ("finetune_steps > 0 needs fine-tuning data: give the recipe's `data` section "
-                "or pass finetune=callable(model, steps, seed) to kprune.search.run.")
-
-
 class CheckpointMismatch(KPruneError):
     """A resumed search asked for a different candidate than the checkpoint recorded."""
 
@@ -164,8 +160,7 @@ class SearchContext:
         start = len(self.trajectory)
         tasks = [{"allocation": req["allocation"], "finetune_steps": int(req.get("finetune_steps", 0)),
                   "seed": self.seed + start + i} for i, req in enumerate(pending)]
-        if any(t["finetune_steps"] for t in tasks) and self.finetune_fn is None:
-            raise KPruneError(_NO_FINETUNE)
+        self._check_finetune([t["finetune_steps"] for t in tasks])
         handle = self._share_base()
         chunk = 2 * self.executor.workers  # a checkpoint after every chunk
         for lo in range(0, len(pending), chunk):
@@ -197,14 +192,14 @@ class SearchContext:
         return record
 
     def _score_here(self, allocation: dict, finetune_steps: int, index: int) -> float:
-        model = self.builder.build(allocation)
-        if self.recalibrate is not None:
-            self.recalibrate(model)
-        if finetune_steps:
-            if self.finetune_fn is None:
-                raise KPruneError(_NO_FINETUNE)
-            self.finetune_fn(model, int(finetune_steps), self.seed + index)
-        return float(self.evaluator(model))
+        self._check_finetune([finetune_steps])
+        return self.builder.score(allocation, self.evaluator, self.finetune_fn, finetune_steps, self.seed + index,
+                                  self.recalibrate)
+
+    def _check_finetune(self, steps) -> None:
+        if self.finetune_fn is None and any(steps):
+            raise KPruneError("finetune_steps > 0 needs fine-tuning data: give the recipe's `data` section "
+                              "or pass finetune=callable(model, steps, seed) to kprune.search.run.")
 
     def _record(self, allocation, tag, finetune_steps, info, score) -> dict:
         record = {"index": len(self.trajectory), "tag": tag, "allocation": allocation, "cost": self.cost(allocation),

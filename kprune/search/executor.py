@@ -126,12 +126,8 @@ class Worker:
         if state is not None and len(state) != len(self.builder.wrapped.weights):
             raise KPruneError(f"search worker: a weight state of {len(state)} arrays does not fit the worker's "
                               f"wrapped model ({len(self.builder.wrapped.weights)} variables).")
-        model = self.builder.build(task["allocation"], from_state=state)
-        if self.recalibrate is not None:
-            self.recalibrate(model)
-        if task["finetune_steps"]:
-            self.finetune(model, int(task["finetune_steps"]), int(task["seed"]))
-        return float(self.evaluator(model))
+        return self.builder.score(task["allocation"], self.evaluator, self.finetune, task["finetune_steps"],
+                                  task["seed"], self.recalibrate, from_state=state)
 
     def run_from_file(self, task: dict, path: str | None) -> float:
         """:meth:`run` with the state read from a ``.npz`` file (cached while it stays the same)."""
