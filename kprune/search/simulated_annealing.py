@@ -139,9 +139,11 @@ class SimulatedAnnealing(Search):
         while t > cfg["stop_temperature"] and (cfg["max_evaluations"] is None or evaluations < cfg["max_evaluations"]):
             magnitude = cfg["perturbation_magnitude"] * t / t0
             base = current
-            room = None if cfg["max_evaluations"] is None else cfg["max_evaluations"] - evaluations
+            count = cfg["proposals_per_step"]
+            if cfg["max_evaluations"] is not None:
+                count = min(count, cfg["max_evaluations"] - evaluations)
             vectors = []
-            for _ in range(min(cfg["proposals_per_step"], room or cfg["proposals_per_step"])):
+            for _ in range(count):
                 vec = self._candidate(ctx, order, lambda: np.clip(base + rng.uniform(-magnitude, magnitude, n), 0.0, None))
                 if vec is not None:
                     vectors.append(vec)
