@@ -19,7 +19,8 @@ budget, mean ± sample std over seeds. For each seed:
 3. The compacted model is evaluated right after pruning, again after re-estimating the
    BatchNorm moving statistics (cumulative average over ``--bn-batches`` training batches in
    training mode, no weight update), and after the same fine-tuning budget for every
-   criterion (``--finetune-epochs`` over ``--finetune-take`` images, SGD, same batch order).
+   criterion (``--finetune-epochs`` over ``--finetune-take`` images, SGD, same batch order;
+   ``--finetune-schedule cosine`` decays the learning rate to 0 over that budget).
 
 Data criteria (apoz, mean_activation, taylor_fo) read ``--calib-batches`` training batches
 via ``kprune.Pruner(model, data=...)``. ``random`` is seeded with the run's seed.
@@ -148,7 +149,9 @@ def run_seed(seed, args, levels, test, save=None) -> dict:
     def finetune(model):
         keras.utils.set_random_seed(seed)
         ft = load("fashion_mnist", "train", batch_size=args.batch_size, take=args.finetune_take, seed=seed + 1)
-        compile_sgd(model, args.finetune_lr).fit(ft, epochs=args.finetune_epochs, verbose=0)
+        steps = -(-args.finetune_take // args.batch_size) * args.finetune_epochs
+        steps = steps if args.finetune_schedule == "cosine" else None
+        compile_sgd(model, args.finetune_lr, steps).fit(ft, epochs=args.finetune_epochs, verbose=0)
         return evaluate(model, test)
 
     t = time.time()
@@ -223,6 +226,8 @@ def parse(argv):
     p.add_argument("--finetune-take", type=int, default=4000)
     p.add_argument("--finetune-epochs", type=int, default=1)
     p.add_argument("--finetune-lr", type=float, default=0.01)
+    p.add_argument("--finetune-schedule", default="constant", choices=("constant", "cosine"),
+                   help="fine-tuning learning rate: constant, or cosine from --finetune-lr to 0")
     p.add_argument("--test-take", type=int, default=3000)
     p.add_argument("--calib-batches", type=int, default=10)
     p.add_argument("--bn-batches", type=int, default=20)
@@ -254,8 +259,8 @@ def merge(args) -> int:
                    machine=[p["machine"] for p in parts], uptime_after=[p.get("uptime_after") for p in parts],
                    wall_seconds=[p.get("wall_seconds") for p in parts], merged_from=list(args.merge))
     results["settings"]["seeds"] = [s["seed"] for s in results["seeds"]]
-    with open(args.json, "w") as f:
-        json.dump(results, f, indent=1)
+    from kprune.io import atomic_write_json
+    atomic_write_json(args.json, results)
     print(tables(results))
     print(f"\nmerged {len(results['seeds'])} seeds from {args.merge} into {args.json}")
     return 0
@@ -266,6 +271,7 @@ def main(argv=None) -> int:
     import kprune
     from kprune.counting import count
     from kprune.data import calibration_batches, load
+    from kprune.io import atomic_write_json
 
     if args.merge:
         return merge(args)
@@ -292,9 +298,8 @@ def main(argv=None) -> int:
     def save(partial=None):
         seeds = results["seeds"] + ([partial] if partial is not None else [])
         os.makedirs(os.path.dirname(args.json) or ".", exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(dict(results, seeds=seeds, uptime_after=host()["uptime"], wall_seconds=time.time() - t0),
-                      f, indent=1)
+        atomic_write_json(args.json, dict(results, seeds=seeds, uptime_after=host()["uptime"],
+                                          wall_seconds=time.time() - t0))
 
     for seed in args.seeds:
         results["seeds"].append(run_seed(seed, args, levels, test, save))

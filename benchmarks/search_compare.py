@@ -173,9 +173,9 @@ def main():
     path = os.path.join(os.path.dirname(__file__), "results",
                         f"search_{args.model}_w{args.width}_{args.constraint}_{args.budget}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump({"args": vars(args), "rows": rows, "table": text, "loadavg_after": os.getloadavg(),
-                   "algorithm_options": ALGORITHM_OPTIONS}, f, indent=1)
+    from kprune.io import atomic_write_json
+    atomic_write_json(path, {"args": vars(args), "rows": rows, "table": text, "loadavg_after": os.getloadavg(),
+                             "algorithm_options": ALGORITHM_OPTIONS})
 
 
 if __name__ == "__main__":
