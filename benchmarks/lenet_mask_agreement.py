@@ -1,0 +1,143 @@
+"""Do kprune and TFMOT choose the same weights? AGP level pruning on identical LeNet-300-100 weights.
+
+The accuracy comparison (``lenet_accuracy.py``) cannot separate the pruning algorithm from
+the two frameworks' training numerics: Keras 3 and tf_keras already end 0.2–0.5 points
+apart on the *same dense model*. This script isolates the pruning:
+
+1. ``kprune.models.lenet300_100`` is trained dense for ``--pretrain-epochs`` (Adam).
+2. The weights are copied into a Keras 3 model wrapped by ``kprune.wrap`` (level criterion,
+   AGP from 0 to ``s``) and into the identical tf_keras model under TFMOT's
+   ``prune_low_magnitude(PolynomialDecay(0, s))``, both with the same ``--end-step`` and
+   ``--frequency``.
+3. Both train ``--steps`` steps on the same batches with **SGD at learning rate 0**, so the
+   weights never change and only the schedules and mask selections act. After every step the
+   masks of fc1, fc2 and predictions are read from both.
+
+It prints, per mask update, the sparsity each library reached and the number of positions
+where the masks differ; TFMOT applies the sparsity of step ``k`` one batch earlier than
+kprune (its wrapper increments the step before the update), so step ``k`` of TFMOT is
+compared with step ``k + 1`` of kprune as well as with step ``k``.
+
+Usage::
+
+    python benchmarks/lenet_mask_agreement.py [--seed 0] [--pretrain-epochs 2] [--sparsity 0.9]
+        [--end-step 40] [--frequency 4] [--json benchmarks/results/lenet_mask_agreement.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import warnings
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import _compare as C  # noqa: E402
+
+DENSE = ("fc1", "fc2", "predictions")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--pretrain-epochs", type=int, default=2)
+    p.add_argument("--sparsity", type=float, nargs="+", default=[0.9, 0.95])
+    p.add_argument("--end-step", type=int, default=40)
+    p.add_argument("--frequency", type=int, default=4)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--json", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                  "results", "lenet_mask_agreement.json"))
+    args = p.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    import keras
+    import numpy as np
+
+    import kprune
+    from kprune.data import load
+    from kprune.io import atomic_write_json
+    from kprune.models.lenet import lenet300_100
+    tf_keras, tfmot = C.require_tfmot()
+
+    t0 = time.time()
+    keras.utils.set_random_seed(args.seed)
+    base = lenet300_100((28, 28, 1), 10)
+    base.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    base.fit(load("fashion_mnist", "train", batch_size=args.batch_size, seed=args.seed),
+             epochs=args.pretrain_epochs, verbose=0)
+    steps = args.end_step + args.frequency + 1
+    batches = load("fashion_mnist", "train", batch_size=args.batch_size, seed=args.seed + 1, take=steps * args.batch_size)
+
+    def kprune_masks(s):
+        m = lenet300_100((28, 28, 1), 10)
+        m.set_weights(base.get_weights())
+        m = kprune.wrap(m, {"prune": {"criterion": "level", "granularity": "weight", "scope": "layerwise",
+                                      "schedule": {"name": "agp", "start_step": 0, "end_step": args.end_step,
+                                                   "frequency": args.frequency},
+                                      "config_list": [{"op_types": ["Dense"], "sparsity": s}]}})
+        m.compile(keras.optimizers.SGD(0.0), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        seen = []
+
+        class Read(keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                seen.append([np.asarray(m.get_layer(n).masks["kernel"]) for n in DENSE])
+
+        m.fit(batches, epochs=1, verbose=0, callbacks=[kprune.PruningCallback(log_layers=False), Read()])
+        return seen
+
+    def tfmot_masks(s):
+        k = C.build(tf_keras, "lenet300_100")
+        C.copy_weights(base, k)
+        sched = tfmot.sparsity.keras.PolynomialDecay(initial_sparsity=0.0, final_sparsity=s, begin_step=0,
+                                                     end_step=args.end_step, frequency=args.frequency)
+        k = tfmot.sparsity.keras.prune_low_magnitude(k, pruning_schedule=sched)
+        k.compile(tf_keras.optimizers.SGD(0.0), tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        layers = {l.layer.name: l for l in k.layers if hasattr(l, "pruning_vars")}
+        seen = []
+
+        class Read(tf_keras.callbacks.Callback):
+            def on_train_batch_end(self, batch, logs=None):
+                seen.append([np.asarray(layers[n].pruning_vars[0][1]) for n in DENSE])
+
+        k.fit(batches, epochs=1, verbose=0, callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), Read()])
+        return seen
+
+    def differ(a, b):
+        return int(sum(np.sum(x != y) for x, y in zip(a, b)))
+
+    def sparsity(ms):
+        return float(sum(np.sum(x == 0) for x in ms) / sum(x.size for x in ms))
+
+    out = {"args": vars(args), "machine": C.machine(), "kprune_commit": C.revision(), "sparsities": {}}
+    print(f"machine: {C.machine()}\nkprune: commit {C.revision()}")
+    for s in args.sparsity:
+        km, tm = kprune_masks(s), tfmot_masks(s)
+        rows = []
+        for step in range(min(len(km), len(tm))):
+            nxt = km[step + 1] if step + 1 < len(km) else None
+            rows.append({"step": step, "kprune_sparsity": sparsity(km[step]), "tfmot_sparsity": sparsity(tm[step]),
+                         "differ_same_step": differ(km[step], tm[step]),
+                         "differ_kprune_next_step": None if nxt is None else differ(nxt, tm[step])})
+        out["sparsities"][f"{s:g}"] = rows
+        final = rows[-1]
+        changes = [r for r in rows if r["step"] == 0 or r["tfmot_sparsity"] != rows[r["step"] - 1]["tfmot_sparsity"]
+                   or r["kprune_sparsity"] != rows[r["step"] - 1]["kprune_sparsity"]]
+        print(f"\ntarget sparsity {s:g} (AGP 0 -> {s:g}, steps 0..{args.end_step} every {args.frequency}; "
+              f"{sum(x.size for x in km[0])} kernel weights)")
+        print(C.table(["after batch", "kprune sparsity", "TFMOT sparsity", "masks differ (same batch)",
+                       "masks differ (kprune one batch later)"],
+                      [[r["step"], f"{r['kprune_sparsity']:.4f}", f"{r['tfmot_sparsity']:.4f}", r["differ_same_step"],
+                        "-" if r["differ_kprune_next_step"] is None else r["differ_kprune_next_step"]]
+                       for r in changes]))
+        print(f"final masks differ in {final['differ_same_step']} of {sum(x.size for x in km[0])} positions")
+    out["wall_seconds"] = time.time() - t0
+    if args.json:
+        atomic_write_json(args.json, out)
+        print(f"raw results: {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
