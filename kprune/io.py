@@ -14,6 +14,9 @@ def atomic_write_bytes(path, data: bytes):
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", dir=folder)
     try:
+        # mkstemp creates the file 0600; give it the mode a plain open() would (or keep the
+        # mode of the file it replaces), so outputs stay readable as before
+        os.fchmod(fd, _mode_for(path))
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -23,6 +26,16 @@ def atomic_write_bytes(path, data: bytes):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _mode_for(path) -> int:
+    """The permission bits of the file at ``path``, else 0666 less the process umask."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def atomic_write_json(path, obj):
