@@ -10,7 +10,8 @@ and reports test accuracy, measured params/FLOPs and the search's evaluations an
 
 Each algorithm runs with CPU-sized settings (``ALGORITHM_OPTIONS`` below, recorded in the JSON):
 annealing temperatures are scaled to accuracy scores in [0, 1] (NNI's default of 100 accepts
-every move), NetAdapt has no short-term fine-tuning, AMC plays 60 episodes (20 random).
+every move), NetAdapt has no short-term fine-tuning unless ``--netadapt-finetune-steps N``, AMC
+plays 60 episodes (20 random). ``--tag T`` names a variant's result file and search folders.
 ``--workers N`` evaluates candidates in N local processes (same results).
 
 Writes ``benchmarks/results/search_<model>_w<width>_<constraint>_<budget>.json`` and prints a
@@ -97,11 +98,13 @@ def run(args):
                        "executor": {"name": "local", "workers": args.workers}}
             if name == "netadapt":
                 options["step"] = args.netadapt_step
+                options["finetune_steps"] = args.netadapt_finetune_steps
             if args.constraint == "latency":
                 options["latency"] = {"grid": [0.25, 0.5, 1.0], "runs": 30, "threads": 1,
                                       "cache": os.path.join(args.work, f"latency_{args.model}_{args.width}_{seed}.json")}
             result = search.run(dense, recipe, name=name, constraint=args.constraint, budget=args.budget,
-                                seed=seed, verbose=0, out_dir=os.path.join(args.work, f"{name}_{seed}"), **options)
+                                seed=seed, verbose=0, out_dir=os.path.join(args.work, f"{name}{args.tag}_{seed}"),
+                                **options)
             minutes = (time.time() - t0) / 60
             pruned = result.pruned  # BatchNorm statistics already recalibrated with --recalibrate-bn
             pruned_acc = training.accuracy(pruned, test)
@@ -158,6 +161,9 @@ def main():
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--finetune-epochs", type=int, default=1)
     p.add_argument("--netadapt-step", type=float, default=0.1)
+    p.add_argument("--netadapt-finetune-steps", type=int, default=0,
+                   help="NetAdapt's short-term fine-tuning steps per proposal (the paper's; 0: none)")
+    p.add_argument("--tag", default="", help="suffix of the result file and search folders (variants of a run)")
     p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"), help="sgd has momentum 0.9")
     p.add_argument("--lr", type=float, default=0.002, help="training learning rate")
     p.add_argument("--finetune-lr", type=float, default=0.001)
@@ -171,7 +177,7 @@ def main():
     text = table(rows, args)
     print(text)
     path = os.path.join(os.path.dirname(__file__), "results",
-                        f"search_{args.model}_w{args.width}_{args.constraint}_{args.budget}.json")
+                        f"search_{args.model}_w{args.width}_{args.constraint}_{args.budget}{args.tag}.json")
     os.makedirs(os.path.dirname(path), exist_ok=True)
     from kprune.io import atomic_write_json
     atomic_write_json(path, {"args": vars(args), "rows": rows, "table": text, "loadavg_after": os.getloadavg(),
