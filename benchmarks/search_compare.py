@@ -96,6 +96,8 @@ def run(args):
             t0 = time.time()
             options = {"eval_take": args.eval_take, **ALGORITHM_OPTIONS.get(name, {}),
                        "executor": {"name": "local", "workers": args.workers}}
+            if args.no_prior and name in ("simulated_annealing", "autocompress"):
+                options["prior"] = False
             if name == "netadapt":
                 options["step"] = args.netadapt_step
                 options["finetune_steps"] = args.netadapt_finetune_steps
@@ -163,6 +165,8 @@ def main():
     p.add_argument("--netadapt-step", type=float, default=0.1)
     p.add_argument("--netadapt-finetune-steps", type=int, default=0,
                    help="NetAdapt's short-term fine-tuning steps per proposal (the paper's; 0: none)")
+    p.add_argument("--no-prior", action="store_true",
+                   help="simulated annealing / AutoCompress without the larger-units-pruned-more prior")
     p.add_argument("--tag", default="", help="suffix of the result file and search folders (variants of a run)")
     p.add_argument("--optimizer", default="adam", choices=("adam", "sgd"), help="sgd has momentum 0.9")
     p.add_argument("--lr", type=float, default=0.002, help="training learning rate")
