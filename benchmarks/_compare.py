@@ -62,6 +62,20 @@ def build(lib, arch: str, seed: int = 0):
     return model
 
 
+def agp_level_recipe(sparsity: float, end_step: int, frequency: int) -> dict:
+    """kprune's recipe for AGP level pruning of every Dense kernel (layerwise), 0 → ``sparsity``."""
+    return {"prune": {"criterion": "level", "granularity": "weight", "scope": "layerwise",
+                      "schedule": {"name": "agp", "start_step": 0, "end_step": end_step, "frequency": frequency},
+                      "config_list": [{"op_types": ["Dense"], "sparsity": sparsity}]}}
+
+
+def tfmot_polynomial(tfmot, model, sparsity: float, end_step: int, frequency: int):
+    """``model`` under TFMOT's ``prune_low_magnitude(PolynomialDecay(0 → sparsity))``, power 3."""
+    sched = tfmot.sparsity.keras.PolynomialDecay(initial_sparsity=0.0, final_sparsity=sparsity, begin_step=0,
+                                                 end_step=end_step, frequency=frequency)
+    return tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=sched)
+
+
 def copy_weights(src, dst):
     """Copies weights layer by layer (same order, same shapes) from ``src`` to ``dst``."""
     s_layers = [l for l in src.layers if l.get_weights()]

@@ -108,6 +108,11 @@ def bisect_sparsity(make, dense_macs, target, iterations=12):
     return (hi, f_hi) if abs(f_hi - target) <= abs(f_lo - target) else (lo, f_lo)
 
 
+def steps_of(take: int, batch_size: int, epochs: int) -> int:
+    """Optimizer steps of ``epochs`` passes over ``take`` examples."""
+    return -(-take // batch_size) * epochs
+
+
 def compile_sgd(model, lr, steps=None):
     import keras
     if steps:
@@ -134,7 +139,7 @@ def run_seed(seed, args, levels, test, save=None) -> dict:
     keras.utils.set_random_seed(seed)
     dense = kprune.models.get("resnet20", input_shape=(28, 28, 1), num_classes=10, width=args.width)
     train = load("fashion_mnist", "train", batch_size=args.batch_size, take=args.train_take, seed=seed)
-    steps = -(-args.train_take // args.batch_size) * args.epochs
+    steps = steps_of(args.train_take, args.batch_size, args.epochs)
     t = time.time()
     compile_sgd(dense, args.lr, steps).fit(train, epochs=args.epochs, verbose=0)
     dense_acc = evaluate(dense, test)
@@ -149,9 +154,8 @@ def run_seed(seed, args, levels, test, save=None) -> dict:
     def finetune(model):
         keras.utils.set_random_seed(seed)
         ft = load("fashion_mnist", "train", batch_size=args.batch_size, take=args.finetune_take, seed=seed + 1)
-        steps = -(-args.finetune_take // args.batch_size) * args.finetune_epochs
-        steps = steps if args.finetune_schedule == "cosine" else None
-        compile_sgd(model, args.finetune_lr, steps).fit(ft, epochs=args.finetune_epochs, verbose=0)
+        steps = steps_of(args.finetune_take, args.batch_size, args.finetune_epochs)
+        compile_sgd(model, args.finetune_lr, steps if args.finetune_schedule == "cosine" else None).fit(ft, epochs=args.finetune_epochs, verbose=0)
         return evaluate(model, test)
 
     t = time.time()

@@ -134,11 +134,7 @@ def run_seed(seed, args, end_step) -> dict:
 
     for s in args.sparsities:
         t = time.time()
-        recipe = {"prune": {"criterion": "level", "granularity": "weight", "scope": "layerwise",
-                            "schedule": {"name": "agp", "start_step": 0, "end_step": end_step,
-                                         "frequency": args.frequency},
-                            "config_list": [{"op_types": ["Dense"], "sparsity": s}]}}
-        m = compile3(kprune.wrap(fresh3(), recipe), args)
+        m = compile3(kprune.wrap(fresh3(), C.agp_level_recipe(s, end_step, args.frequency)), args)
         m.fit(train_data(args, data_seed), epochs=args.epochs, verbose=0,
               callbacks=[kprune.PruningCallback(log_layers=False)])
         acc = m.evaluate(test_data(args), verbose=0)[1]
@@ -146,9 +142,7 @@ def run_seed(seed, args, end_step) -> dict:
         finish(f"kprune {s:g}", acc, kernel_sparsity([stripped.get_layer(n) for n in dense_names]), t)
 
         t = time.time()
-        sched = tfmot.sparsity.keras.PolynomialDecay(initial_sparsity=0.0, final_sparsity=s, begin_step=0,
-                                                     end_step=end_step, frequency=args.frequency)
-        m = compilek(tfmot.sparsity.keras.prune_low_magnitude(freshk(), pruning_schedule=sched), args)
+        m = compilek(C.tfmot_polynomial(tfmot, freshk(), s, end_step, args.frequency), args)
         m.fit(train_data(args, data_seed), epochs=args.epochs, verbose=0,
               callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
         acc = m.evaluate(test_data(args), verbose=0)[1]

@@ -73,10 +73,7 @@ def main(argv=None) -> int:
     def kprune_masks(s):
         m = lenet300_100((28, 28, 1), 10)
         m.set_weights(base.get_weights())
-        m = kprune.wrap(m, {"prune": {"criterion": "level", "granularity": "weight", "scope": "layerwise",
-                                      "schedule": {"name": "agp", "start_step": 0, "end_step": args.end_step,
-                                                   "frequency": args.frequency},
-                                      "config_list": [{"op_types": ["Dense"], "sparsity": s}]}})
+        m = kprune.wrap(m, C.agp_level_recipe(s, args.end_step, args.frequency))
         m.compile(keras.optimizers.SGD(0.0), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         seen = []
 
@@ -90,9 +87,7 @@ def main(argv=None) -> int:
     def tfmot_masks(s):
         k = C.build(tf_keras, "lenet300_100")
         C.copy_weights(base, k)
-        sched = tfmot.sparsity.keras.PolynomialDecay(initial_sparsity=0.0, final_sparsity=s, begin_step=0,
-                                                     end_step=args.end_step, frequency=args.frequency)
-        k = tfmot.sparsity.keras.prune_low_magnitude(k, pruning_schedule=sched)
+        k = C.tfmot_polynomial(tfmot, k, s, args.end_step, args.frequency)
         k.compile(tf_keras.optimizers.SGD(0.0), tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
         layers = {l.layer.name: l for l in k.layers if hasattr(l, "pruning_vars")}
         seen = []
