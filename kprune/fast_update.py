@@ -11,6 +11,11 @@ already-pruned weights are pruned first (by position), then the ``k − frozen``
 ``|w|`` among the others, ties broken by position. Because hard-pruned weights stay pruned,
 each step only has to *add* the few weights the schedule's sparsity grew by, which
 ``tf.math.top_k`` finds in ``O(n log Δk)`` instead of a full selection over the kernel.
+
+Inside ``model.fit`` (:class:`kprune.PruningCallback`, model compiled without XLA) the update
+goes one step further: :func:`install_in_step` puts those operations *into the compiled
+train step*, ahead of the forward pass, so a step whose masks change costs the host one small
+variable write (the new per-layer counts) and no function call of its own.
 """
 
 from __future__ import annotations
@@ -64,6 +69,46 @@ class FastLevelUpdate:
         self.step_var = pruner.active[0].pruning_step
         self._last = None
         self._fn = tf.function(self._grow, reduce_retracing=True)
+        # in-step mode (install_in_step): counts asked by the host / last applied by the step
+        self.asked = None
+        self.applied = None
+
+    @property
+    def in_step(self) -> bool:
+        """Whether the update runs inside the model's compiled train step."""
+        return self.asked is not None
+
+    def start_in_step(self):
+        """Switches to in-step mode: ``__call__`` only writes the counts, :meth:`apply_pending`
+        (traced into the train step) prunes."""
+        import tensorflow as tf
+
+        if self.asked is None:
+            n = len(self.items)
+            self.asked = tf.Variable(np.zeros(n, np.int32), trainable=False, name="kprune_asked")
+            self.applied = tf.Variable(np.full(n, -1, np.int32), trainable=False, name="kprune_applied")
+        self._last = None
+        self.applied.assign(np.full(len(self.items), -1, np.int32))
+
+    def stop_in_step(self):
+        self.asked = self.applied = None
+        self._last = None
+
+    def apply_pending(self):
+        """Graph ops, run at the start of each train step: prunes to the asked counts if they
+        changed since the last application; otherwise only one comparison runs."""
+        import tensorflow as tf
+
+        asked, applied = self.asked, self.applied
+
+        def grow():
+            ks = tf.convert_to_tensor(asked)
+            self._grow_ops(ks)
+            applied.assign(ks)
+            return tf.constant(True)
+
+        return tf.cond(tf.reduce_any(tf.not_equal(tf.convert_to_tensor(asked), tf.convert_to_tensor(applied))),
+                       grow, lambda: tf.constant(False))
 
     def __call__(self, targets: dict, step: int) -> bool:
         """Prunes each kernel to ``targets[layer]``, writes ``step``; False if a target fell."""
@@ -72,7 +117,15 @@ class FastLevelUpdate:
         ks = [allocation.n_pruned(n, targets[name]) for name, _, _, n in self.items]
         if self._last is not None and any(k < last for k, last in zip(ks, self._last)):
             self._last = None
+            if self.in_step:  # the host rewrites the masks: the next counts must be applied again
+                self.applied.assign(np.full(len(self.items), -1, np.int32))
             return False
+        if self.in_step:
+            # the train step that follows applies them (the step is saved at epoch ends/saves)
+            if ks != self._last:
+                self.asked.assign(np.asarray(ks, np.int32))
+                self._last = ks
+            return True
         if ks == self._last:
             self.step_var.assign(step)
         else:
@@ -81,6 +134,10 @@ class FastLevelUpdate:
         return True
 
     def _grow(self, ks, step):
+        self._grow_ops(ks)
+        self.step_var.assign(step)
+
+    def _grow_ops(self, ks):
         import tensorflow as tf
 
         for i, (_, var, mask, n) in enumerate(self.items):
@@ -96,4 +153,52 @@ class FastLevelUpdate:
             where = tf.stack([(idx // st) % d for d, st in zip(dims, strides)], axis=1)  # flat → N-d
             mask.value.scatter_nd_update(where, tf.zeros([delta], mask.dtype))
             var.value.scatter_nd_update(where, tf.zeros([delta], var.dtype))
-        self.step_var.assign(step)
+
+
+_HOOK = "_kprune_in_step_hook"
+
+
+def install_in_step(pruner) -> bool:
+    """Moves ``pruner``'s level update into ``pruner.model``'s compiled train step.
+
+    Applies where the compiled update does (:func:`eligible`, ``pruner.fast`` not False) and the
+    model is compiled without XLA (``top_k`` of a data-dependent size cannot be XLA-compiled;
+    with ``jit_compile=True`` the update stays one ``tf.function`` call per changed step). The
+    model's ``train_step`` is wrapped so that :meth:`FastLevelUpdate.apply_pending` runs before
+    it, and ``model.train_function`` is rebuilt. :func:`uninstall_in_step` restores both.
+
+    Returns:
+        True if installed.
+    """
+    model = pruner.model
+    uninstall_in_step(model)
+    if pruner.fast is False or not eligible(pruner) or getattr(model, "optimizer", None) is None:
+        return False
+    if model.jit_compile:
+        return False
+    if pruner._fast is None:
+        pruner._fast = FastLevelUpdate(pruner)
+    pruner._fast_ok = True
+    fast = pruner._fast
+    fast.start_in_step()
+    original = model.train_step
+
+    def train_step(data):
+        fast.apply_pending()
+        return original(data)
+
+    model.__dict__[_HOOK] = fast
+    model.__dict__["train_step"] = train_step
+    model.make_train_function(force=True)
+    return True
+
+
+def uninstall_in_step(model) -> bool:
+    """Removes the hook of :func:`install_in_step` (the next ``fit`` retraces without it)."""
+    fast = model.__dict__.pop(_HOOK, None)
+    if fast is None:
+        return False
+    model.__dict__.pop("train_step", None)
+    fast.stop_in_step()
+    model.train_function = None
+    return True

@@ -28,14 +28,14 @@ def _masks(model):
     return {(w.name, a): np.asarray(m.numpy()) for w in kprune.wrappers.find_wrappers(model) for a, m in w.masks.items()}
 
 
-def _train_with(fast, ties=False):
+def _train_with(fast, ties=False, jit_compile=False, hooked=None):
     model = kprune.wrap(_model(), _recipe())
     if ties:  # many equal magnitudes: tie-breaking by position must agree
         for layer in model.layers:
             if hasattr(layer, "layer") and hasattr(layer.layer, "kernel"):
                 k = layer.layer.kernel
                 k.assign(np.round(k.numpy() * 4) / 4)
-    model.compile(keras.optimizers.SGD(0.05), keras.losses.MeanSquaredError())
+    model.compile(keras.optimizers.SGD(0.05), keras.losses.MeanSquaredError(), jit_compile=jit_compile)
     callback = kprune.PruningCallback()
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(64, 8, 8, 2)).astype("float32"), rng.normal(size=(64, 3)).astype("float32")
@@ -44,6 +44,8 @@ def _train_with(fast, ties=False):
     class Record(keras.callbacks.Callback):
         def on_train_batch_end(self, batch, logs=None):
             history.append(_masks(self.model))
+            if hooked is not None:
+                hooked.append(fast_update._HOOK in self.model.__dict__)
 
     callback.pruner = kprune.Pruner(model)
     callback.pruner.fast = fast
@@ -68,6 +70,47 @@ def test_fast_path_masks_equal_the_host_path_at_every_step(ties):
     assert int(fast_pruner.active[0].pruning_step.numpy()) == fast_pruner.step
     np.testing.assert_allclose(fast_model.predict(np.ones((2, 8, 8, 2), "float32"), verbose=0),
                                slow_model.predict(np.ones((2, 8, 8, 2), "float32"), verbose=0), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_in_step_update_masks_equal_the_host_path(jit_compile):
+    """Without XLA the update runs inside the compiled train step; with XLA one call per step."""
+    hooked = []
+    model, pruner, hist = _train_with(True, jit_compile=jit_compile, hooked=hooked)
+    _, _, slow_hist = _train_with(False)
+    assert hooked == [not jit_compile] * 24
+    assert pruner._fast.in_step is False  # removed at the end of fit
+    assert "train_step" not in model.__dict__
+    assert (model.train_function is None) == (not jit_compile)  # without the hook, rebuilt by the next fit
+    for step, (a, b) in enumerate(zip(hist, slow_hist)):
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=f"step {step} {key}")
+    assert int(pruner.active[0].pruning_step.numpy()) == pruner.step == 24
+
+
+def test_in_step_update_continues_in_a_second_fit_and_after_a_host_update():
+    model = kprune.wrap(_model(), _recipe(end_step=30))
+    model.compile(keras.optimizers.SGD(0.05), keras.losses.MeanSquaredError())
+    rng = np.random.default_rng(1)
+    x, y = rng.normal(size=(40, 8, 8, 2)).astype("float32"), rng.normal(size=(40, 3)).astype("float32")
+    callback = kprune.PruningCallback()
+    with pytest.warns(UserWarning, match="before the schedule's last update at step 30"):
+        model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[callback])  # steps 0-9
+    pruner = callback.pruner
+    assert pruner.step == 10 and pruner._fast is not None
+    expected = pruner.targets(9)
+    report = kprune.sparsity(model)
+    for name in ("conv", "fc1", "fc2"):
+        assert report[name] == pytest.approx(expected[name], abs=2 / 200)
+    # a host-side update in between (masks rewritten outside the train step)
+    fc1 = next(w for w in pruner.active if w.name == "fc1")
+    fc1.set_mask("kernel", np.ones(fc1.masks["kernel"].shape, "float32"))
+    model.fit(x, y, batch_size=8, epochs=5, verbose=0, callbacks=[callback])  # steps 10-34
+    assert pruner.step == 35
+    report = kprune.sparsity(model)
+    assert report["conv"] == pytest.approx(0.8, abs=0.01) and report["fc1"] == pytest.approx(0.8, abs=0.01)
+    assert report["fc2"] == pytest.approx(0.5, abs=0.03)
+    assert "train_step" not in model.__dict__
 
 
 def test_a_falling_target_goes_to_the_host_path():

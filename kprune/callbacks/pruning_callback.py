@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import keras
 
+from kprune import fast_update
 from kprune.pruner import Pruner
 from kprune.wrappers.wrap import sparsity
 
@@ -65,6 +66,9 @@ class PruningCallback(keras.callbacks.Callback):
             # that the traced loss includes it
             self.model.make_train_function(force=True)
             self.pruner.penalties_changed = 0
+        # level pruning of single weights runs inside the compiled train step (no per-step
+        # function call from here); see kprune.fast_update.install_in_step
+        fast_update.install_in_step(self.pruner)
         # other callbacks may restore weights in their on_train_begin (BackupAndRestore):
         # the step is read from the model again before the first batch
         self._reread_step = True
@@ -105,6 +109,7 @@ class PruningCallback(keras.callbacks.Callback):
                 self._writer.flush()
 
     def on_train_end(self, logs=None):
+        fast_update.uninstall_in_step(self.model)
         self.pruner.sync()
         last = self.pruner.schedule.last_update_step()
         if last is not None and self.pruner.step <= last:
