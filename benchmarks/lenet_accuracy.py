@@ -30,6 +30,12 @@ Usage::
     python benchmarks/lenet_accuracy.py [--seeds 0 1 2] [--pretrain-epochs 5] [--epochs 8]
         [--prune-epochs 5] [--frequency 100] [--sparsities 0.9 0.95] [--batch-size 128]
         [--lr 0.001] [--json benchmarks/results/lenet_accuracy.json]
+    python benchmarks/lenet_accuracy.py --pool A.json B.json ...
+
+``--pool`` trains nothing: it reads the raw results of earlier runs with the same settings
+(different seeds) and prints the table over all their seeds, with the paired differences
+kprune − TFMOT, their standard error and 95 % t-interval, and the same for the two dense runs
+(the framework noise floor).
 """
 
 from __future__ import annotations
@@ -151,6 +157,69 @@ def run_seed(seed, args, end_step) -> dict:
     return out
 
 
+def paired(runs, seeds, a, b) -> str:
+    """'mean ± std (se, 95 % t-interval; per seed ...)' of accuracy(a) − accuracy(b), in points."""
+    diffs = [100 * (runs[k][a]["accuracy"] - runs[k][b]["accuracy"]) for k in seeds]
+    mean, std = C.mean_std(diffs)
+    text = f"{mean:+.2f} ± {std:.2f}"
+    if len(diffs) > 2:
+        se = std / math.sqrt(len(diffs))
+        text += f" (standard error {se:.2f}"
+        try:
+            from scipy import stats
+            half = stats.t.ppf(0.975, len(diffs) - 1) * se
+            text += f"; 95 % t-interval [{mean - half:+.2f}, {mean + half:+.2f}]"
+        except ImportError:  # scipy comes with the [compare] extra (TFMOT needs it)
+            pass
+        text += f"; {sum(d > 0 for d in diffs)} of {len(diffs)} seeds > 0)"
+    return text + f"; per seed: {', '.join(f'{d:+.2f}' for d in diffs)}"
+
+
+def report(runs, seeds, sparsities):
+    """Prints the accuracy table over ``seeds`` and the paired differences."""
+    names = [n for n in runs[seeds[0]] if n != "pretrained"]
+    pre = C.mean_std([runs[s]["pretrained"] for s in seeds])
+    rows = [["dense after pre-training", "0", f"{100 * pre[0]:.2f} ± {100 * pre[1]:.2f}"]]
+    for n in names:
+        acc = C.mean_std([runs[s][n]["accuracy"] for s in seeds])
+        sp = C.mean_std([runs[s][n]["sparsity"] for s in seeds])
+        rows.append([n, f"{sp[0]:.4f}", f"{100 * acc[0]:.2f} ± {100 * acc[1]:.2f}"])
+    print(C.table(["variant", "kernel sparsity", f"test accuracy % (mean ± std, {len(seeds)} seeds)"], rows))
+    print()
+    for s in sparsities:
+        print(f"kprune - tfmot at {s:g}, points: {paired(runs, seeds, f'kprune {s:g}', f'tfmot {s:g}')}")
+    print(f"dense keras3 - dense tf_keras (noise floor), points: "
+          f"{paired(runs, seeds, 'dense (keras3)', 'dense (tf_keras)')}")
+    for s in sparsities:
+        # each library's loss against its own framework's dense run
+        cost = {k: {"x": {"accuracy": (runs[k][f"kprune {s:g}"]["accuracy"] - runs[k]["dense (keras3)"]["accuracy"])},
+                    "y": {"accuracy": (runs[k][f"tfmot {s:g}"]["accuracy"] - runs[k]["dense (tf_keras)"]["accuracy"])}}
+                for k in seeds}
+        print(f"(kprune {s:g} - dense keras3) - (tfmot {s:g} - dense tf_keras), points: {paired(cost, seeds, 'x', 'y')}")
+
+
+def pool(files):
+    """Merges the ``runs`` of several raw-result files whose settings match (seeds aside)."""
+    merged, first, seeds = {}, None, []
+    for path in files:
+        with open(path) as f:
+            data = json.load(f)
+        key = {k: v for k, v in data["args"].items() if k not in ("seeds", "json", "pool")}
+        if first is None:
+            first = (path, key, data)
+        elif key != first[1]:
+            raise SystemExit(f"{path}: settings {key} differ from {first[0]}'s {first[1]}")
+        for seed, run in data["runs"].items():
+            if seed in merged:
+                raise SystemExit(f"{path}: seed {seed} is already in another file")
+            merged[seed] = run
+            seeds.append(seed)
+        print(f"{path}: seeds {sorted(int(k) for k in data['runs'])}, kprune commit {data.get('kprune_commit', 'not recorded')}, "
+              f"{data['machine']}")
+    print(f"\nsettings: {first[2]['settings'].split('; seeds')[0]}; seeds {sorted(int(k) for k in seeds)}\n")
+    report(merged, seeds, first[1]["sparsities"])
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -163,7 +232,10 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--json", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                   "results", "lenet_accuracy.json"))
+    p.add_argument("--pool", nargs="+", metavar="JSON", help="only pool these raw-result files (trains nothing)")
     args = p.parse_args(argv)
+    if args.pool:
+        return pool(args.pool)
     if args.prune_epochs > args.epochs:
         raise SystemExit(f"--prune-epochs ({args.prune_epochs}) must not exceed --epochs ({args.epochs})")
     warnings.filterwarnings("ignore")
@@ -174,7 +246,6 @@ def main(argv=None):
 
     start = time.time()
     runs = {seed: run_seed(seed, args, end_step) for seed in args.seeds}
-    names = [n for n in runs[args.seeds[0]] if n != "pretrained"]
     settings = (f"LeNet-300-100 (266,610 params), Fashion-MNIST (60k train / 10k test, pixels in [0, 1], "
                 f"no augmentation); Adam lr {args.lr}, batch {args.batch_size} ({steps_per_epoch} steps/epoch); "
                 f"{args.pretrain_epochs} dense pre-training epochs shared by all variants, then {args.epochs} "
@@ -184,19 +255,7 @@ def main(argv=None):
     print(f"\nmachine: {C.machine()}")
     print(f"kprune: commit {C.revision()}")
     print(f"settings: {settings}\n")
-    pre = C.mean_std([runs[s]["pretrained"] for s in args.seeds])
-    rows = [["dense after pre-training", "0", f"{100 * pre[0]:.2f} ± {100 * pre[1]:.2f}"]]
-    for n in names:
-        acc = C.mean_std([runs[s][n]["accuracy"] for s in args.seeds])
-        sp = C.mean_std([runs[s][n]["sparsity"] for s in args.seeds])
-        rows.append([n, f"{sp[0]:.4f}", f"{100 * acc[0]:.2f} ± {100 * acc[1]:.2f}"])
-    print(C.table(["variant", "kernel sparsity", f"test accuracy % (mean ± std, {len(args.seeds)} seeds)"], rows))
-    for s in args.sparsities:
-        diffs = [runs[k][f"kprune {s:g}"]["accuracy"] - runs[k][f"tfmot {s:g}"]["accuracy"] for k in args.seeds]
-        d = C.mean_std(diffs)
-        print(f"\nkprune - tfmot at {s:g}: {100 * d[0]:+.2f} ± {100 * d[1]:.2f} points "
-              f"(per seed: {', '.join(f'{100 * x:+.2f}' for x in diffs)})", end="")
-    print()
+    report(runs, args.seeds, args.sparsities)
     if args.json:
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:

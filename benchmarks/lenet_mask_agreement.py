@@ -18,10 +18,21 @@ where the masks differ; TFMOT applies the sparsity of step ``k`` one batch earli
 kprune (its wrapper increments the step before the update), so step ``k`` of TFMOT is
 compared with step ``k + 1`` of kprune as well as with step ``k``.
 
+With ``--train-epochs E`` it then checks the one behaviour that learning rate 0 cannot show:
+whether a pruned weight ever comes back while the weights *do* train. TFMOT computes each
+gradient through the stored (masked) kernel, so the optimizer moves pruned weights between
+updates before re-masking them, and its next selection sees them; kprune keeps pruned
+weights pruned by construction. Both libraries train ``E`` epochs with Adam 1e-3 from the
+same weights under AGP 0 → s from step 0 to ``--train-end-step`` every
+``--train-frequency`` steps (the accuracy benchmark's schedule), and every batch's masks are
+compared with the previous batch's: the count of positions that went from pruned to kept is
+printed.
+
 Usage::
 
     python benchmarks/lenet_mask_agreement.py [--seed 0] [--pretrain-epochs 2] [--sparsity 0.9]
-        [--end-step 40] [--frequency 4] [--json benchmarks/results/lenet_mask_agreement.json]
+        [--end-step 40] [--frequency 4] [--train-epochs 0] [--train-end-step 2300]
+        [--train-frequency 100] [--json benchmarks/results/lenet_mask_agreement.json]
 """
 
 from __future__ import annotations
@@ -48,6 +59,9 @@ def main(argv=None) -> int:
     p.add_argument("--end-step", type=int, default=40)
     p.add_argument("--frequency", type=int, default=4)
     p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--train-epochs", type=int, default=0, help="epochs of the regrowth check (0: skip)")
+    p.add_argument("--train-end-step", type=int, default=2300)
+    p.add_argument("--train-frequency", type=int, default=100)
     p.add_argument("--json", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                   "results", "lenet_mask_agreement.json"))
     args = p.parse_args(argv)
@@ -127,11 +141,60 @@ def main(argv=None) -> int:
                         "-" if r["differ_kprune_next_step"] is None else r["differ_kprune_next_step"]]
                        for r in changes]))
         print(f"final masks differ in {final['differ_same_step']} of {sum(x.size for x in km[0])} positions")
+    if args.train_epochs:
+        out["regrowth"] = regrowth(args, base, load, lenet300_100)
     out["wall_seconds"] = time.time() - t0
     if args.json:
         atomic_write_json(args.json, out)
         print(f"raw results: {args.json}")
     return 0
+
+
+def regrowth(args, base, load, lenet300_100) -> dict:
+    """Trains both libraries with Adam and counts pruned -> kept mask changes between batches."""
+    import keras
+    import numpy as np
+
+    import kprune
+    tf_keras, tfmot = C.require_tfmot()
+    data = lambda: load("fashion_mnist", "train", batch_size=args.batch_size, seed=args.seed + 1)  # noqa: E731
+    out = {}
+
+    def counter(base_cls, read):
+        class Count(base_cls):
+            prev, revived, pruned = None, 0, 0
+
+            def on_train_batch_end(self, batch, logs=None):
+                cur = read()
+                if self.prev is not None:
+                    self.revived += int(sum(np.sum((a == 0) & (b != 0)) for a, b in zip(self.prev, cur)))
+                    self.pruned += int(sum(np.sum((a != 0) & (b == 0)) for a, b in zip(self.prev, cur)))
+                self.prev = cur
+        return Count()
+
+    print(f"\nregrowth check: Adam 1e-3, {args.train_epochs} epochs, AGP 0 -> s from step 0 to "
+          f"{args.train_end_step} every {args.train_frequency} steps")
+    rows = []
+    for s in args.sparsity:
+        m = lenet300_100((28, 28, 1), 10)
+        m.set_weights(base.get_weights())
+        m = kprune.wrap(m, C.agp_level_recipe(s, args.train_end_step, args.train_frequency))
+        m.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        kc = counter(keras.callbacks.Callback, lambda: [np.asarray(m.get_layer(n).masks["kernel"]) for n in DENSE])
+        m.fit(data(), epochs=args.train_epochs, verbose=0, callbacks=[kprune.PruningCallback(log_layers=False), kc])
+
+        k = C.build(tf_keras, "lenet300_100")
+        C.copy_weights(base, k)
+        k = C.tfmot_polynomial(tfmot, k, s, args.train_end_step, args.train_frequency)
+        k.compile(tf_keras.optimizers.Adam(1e-3), tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        layers = {l.layer.name: l for l in k.layers if hasattr(l, "pruning_vars")}
+        tc = counter(tf_keras.callbacks.Callback, lambda: [np.asarray(layers[n].pruning_vars[0][1]) for n in DENSE])
+        k.fit(data(), epochs=args.train_epochs, verbose=0, callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), tc])
+        out[f"{s:g}"] = {"kprune": {"revived": kc.revived, "pruned": kc.pruned},
+                         "tfmot": {"revived": tc.revived, "pruned": tc.pruned}}
+        rows += [[f"{s:g}", "kprune", kc.pruned, kc.revived], [f"{s:g}", "TFMOT", tc.pruned, tc.revived]]
+    print(C.table(["target", "library", "positions pruned (kept -> pruned)", "positions revived (pruned -> kept)"], rows))
+    return out
 
 
 if __name__ == "__main__":
