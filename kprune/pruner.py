@@ -108,9 +108,18 @@ class Pruner(LayerUnits):
         return install_penalty(self._slim_gammas(slim), float(self.plan.get("slim_lambda", 1e-4)))
 
     # -- stepping -------------------------------------------------------------------------
-    def on_step(self) -> bool:
+    def on_step(self, steps: int = 1) -> bool:
         """Call before each training step: updates masks if the schedule says so, advances the
-        step counter. Returns True when masks were updated."""
+        step counter. Returns True when masks were updated.
+
+        Args:
+            steps: how many training steps run before the next call (``steps_per_execution``
+                of a compiled model). Masks can only change between calls, so when the schedule
+                has updates inside those steps the last of them is applied now, up to
+                ``steps − 1`` steps early (the lottery ticket's rewind point likewise).
+        """
+        if steps > 1:
+            return self._on_steps(steps)
         updated = False
         iterative = self.schedule.name == "iterative"
         if iterative and self.step == self.schedule.rewind_step and self.rewind_weights is None:
@@ -123,6 +132,21 @@ class Pruner(LayerUnits):
                 self.rewind()
         self.step += 1
         return updated
+
+    def _on_steps(self, steps: int) -> bool:
+        start = self.step
+        iterative = self.schedule.name == "iterative"
+        if iterative and start <= self.schedule.rewind_step < start + steps and self.rewind_weights is None:
+            self.snapshot()
+        due = [t for t in range(start, start + steps) if self.schedule.updates_at(t)]
+        if due:
+            self.step = due[-1]
+            self.update(due[-1])
+            if iterative:
+                self.round = self.schedule.round_at(due[-1])
+                self.rewind()
+        self.step = start + steps
+        return bool(due)
 
     def saved_step(self) -> int:
         """The pruning step stored in the model's wrappers (the largest of them)."""

@@ -47,6 +47,7 @@ class PruningCallback(keras.callbacks.Callback):
         self.pruner = None
         self._writer = None
         self._reread_step = False
+        self._before = None
 
     def get_config(self):
         return {"data": None, "steps_per_epoch": self.steps_per_epoch, "log_dir": self.log_dir,
@@ -90,7 +91,27 @@ class PruningCallback(keras.callbacks.Callback):
             if saved != self.pruner.step:
                 self.pruner.step = saved
                 self.pruner.bind(self.pruner.steps_per_epoch)
-        self.pruner.on_step()
+        steps = self._steps_in_call(batch)
+        start = self.pruner.step
+        self.pruner.on_step(steps)
+        if steps > 1:
+            # the last call of an epoch may run fewer: on_train_batch_end counts them (read
+            # after on_step, which may reset the optimizer's iterations: lottery rewinding)
+            self._before = (start, int(self.model.optimizer.iterations.numpy()))
+
+    def _steps_in_call(self, batch) -> int:
+        """Training steps the next compiled call runs (the model's ``steps_per_execution``)."""
+        per_call = int(getattr(self.model, "steps_per_execution", 1) or 1)
+        if per_call <= 1:
+            return 1
+        total = (self.params or {}).get("steps")
+        return max(1, min(per_call, total - batch)) if total else per_call
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._before is not None:
+            step, iterations = self._before
+            self._before = None
+            self.pruner.step = step + int(self.model.optimizer.iterations.numpy()) - iterations
 
     def on_epoch_end(self, epoch, logs=None):
         self.pruner.sync()

@@ -45,6 +45,45 @@ def test_agp_sparsity_follows_schedule_during_fit():
     assert "sparsity" in hist.history
 
 
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("criterion", ["level", "l1"])
+def test_steps_per_execution_counts_every_step(fast, criterion):
+    """Several steps per compiled call: the schedule runs in steps, not calls; an update that
+    falls inside a call is applied at its start (the last one due)."""
+    recipe = agp_recipe(end_step=16, freq=3)
+    recipe["prune"]["criterion"] = criterion
+    w = kprune.wrap(mlp(), recipe)
+    seen = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(kprune.sparsity(self.model)["d1"])
+
+    w.compile("sgd", "sparse_categorical_crossentropy", steps_per_execution=4)
+    callback = kprune.PruningCallback()
+    callback.pruner = kprune.Pruner(w)
+    callback.pruner.fast = fast
+    x, y = data(56)  # 14 batches of 4: calls of 4, 4, 4 and 2 steps per epoch
+    w.fit(x, y, batch_size=4, epochs=2, verbose=0, callbacks=[callback, Probe()])
+    assert callback.pruner.step == 28 and int(w.optimizer.iterations.numpy()) == 28
+    if criterion == "l1":  # whole filters (and their bias): 26 of 32 at the end
+        assert seen == sorted(seen) and seen[-1] == pytest.approx(0.8, abs=1 / 32)
+        assert len(set(seen)) == 5  # updates applied in the calls starting at steps 0, 4, 8, 12, 14
+        return
+    units = 10 * 32
+    target = lambda t: round(0.8 * (1 - (1 - min(t, 16) / 16) ** 3) * units) / units  # noqa: E731
+    starts = [0, 4, 8, 12, 14, 18, 22, 26]
+    lengths = [4, 4, 4, 2, 4, 4, 4, 2]
+    expected, current = [], 0.0
+    for b, n in zip(starts, lengths):
+        due = [t for t in range(b, b + n) if t <= 16 and (t % 3 == 0 or t == 16)]
+        if due:
+            current = target(due[-1])
+        expected.append(current)
+    np.testing.assert_allclose(seen, expected, atol=1e-9)
+    assert seen[-1] == pytest.approx(0.8)
+
+
 def test_custom_loop_gives_same_masks_as_fit():
     import tensorflow as tf
     x, y = data()

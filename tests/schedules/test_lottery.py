@@ -95,6 +95,31 @@ def test_iterative_inside_one_fit_and_late_rewinding():
     assert kprune.sparsity(model)["d1"] == pytest.approx(0.75)
 
 
+def test_iterative_with_several_steps_per_call():
+    """steps_per_execution 3 = one epoch per call: rounds at steps 3 and 6, the rewind point
+    (step 1, inside the first call) is taken at that call's start."""
+    x, y = data(24)
+    keras.utils.set_random_seed(0)
+    model = kprune.wrap(mlp(), recipe(rounds=2, rewind={"step": 1}, round_epochs=1))
+    model.compile(keras.optimizers.SGD(0.05), "sparse_categorical_crossentropy", steps_per_execution=3)
+    start = model.get_layer("d1").layer.kernel.numpy().copy()
+    seen = []
+
+    class Probe(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            seen.append((self.model.get_layer("d1").layer.kernel.numpy().copy(),
+                         self.model.get_layer("d1").masks["kernel"].numpy().copy()))
+
+    cb = kprune.PruningCallback()
+    model.fit(x, y, batch_size=8, epochs=3, shuffle=False, verbose=0, callbacks=[cb, Probe()])
+    assert cb.pruner.step == 9 and cb.pruner.round == 2
+    for (k, m), target in zip(seen[1:], (0.5, 0.75)):
+        assert np.mean(m == 0) == pytest.approx(target)
+        np.testing.assert_array_equal(k[m == 1], start[m == 1])  # rewound to the call's start
+    assert int(model.optimizer.iterations.numpy()) == 1 + 3
+    assert kprune.sparsity(model)["d1"] == pytest.approx(0.75)
+
+
 def test_snapshot_file_round_trip(tmp_path):
     model = kprune.wrap(mlp(), recipe())
     ticket = LotteryTicket(model)
