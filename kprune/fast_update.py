@@ -187,7 +187,8 @@ def install_in_step(pruner) -> bool:
         fast.apply_pending()
         return original(data)
 
-    model.__dict__[_HOOK] = fast
+    # a train_step set on the instance itself (not the class) is put back by uninstall
+    model.__dict__[_HOOK] = (fast, model.__dict__.get("train_step"))
     model.__dict__["train_step"] = train_step
     model.make_train_function(force=True)
     return True
@@ -195,10 +196,14 @@ def install_in_step(pruner) -> bool:
 
 def uninstall_in_step(model) -> bool:
     """Removes the hook of :func:`install_in_step` (the next ``fit`` retraces without it)."""
-    fast = model.__dict__.pop(_HOOK, None)
-    if fast is None:
+    hook = model.__dict__.pop(_HOOK, None)
+    if hook is None:
         return False
-    model.__dict__.pop("train_step", None)
+    fast, own = hook
+    if own is None:
+        model.__dict__.pop("train_step", None)
+    else:
+        model.__dict__["train_step"] = own
     fast.stop_in_step()
     model.train_function = None
     return True

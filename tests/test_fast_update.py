@@ -113,6 +113,25 @@ def test_in_step_update_continues_in_a_second_fit_and_after_a_host_update():
     assert "train_step" not in model.__dict__
 
 
+def test_a_train_step_set_on_the_instance_is_kept():
+    model = kprune.wrap(_model(), _recipe())
+    model.compile(keras.optimizers.SGD(0.05), keras.losses.MeanSquaredError())
+    calls = []
+    own = model.train_step
+
+    def counting_step(data):
+        calls.append(1)
+        return own(data)
+
+    model.train_step = counting_step
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(16, 8, 8, 2)).astype("float32"), rng.normal(size=(16, 3)).astype("float32")
+    with pytest.warns(UserWarning, match="final sparsity was not reached"):
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[kprune.PruningCallback()], shuffle=False)
+    assert calls and model.__dict__["train_step"] is counting_step
+    assert kprune.sparsity(model)["conv"] > 0
+
+
 def test_a_falling_target_goes_to_the_host_path():
     model = kprune.wrap(_model(), _recipe())
     pruner = kprune.Pruner(model)
