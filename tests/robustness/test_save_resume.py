@@ -15,9 +15,21 @@ def mlp():
     return keras.Model(inp, keras.layers.Dense(3, name="d2")(x))
 
 
-RECIPE = {"prune": {"criterion": "l1", "granularity": "filter",
-                    "schedule": {"name": "agp", "start_step": 0, "end_step": 16, "frequency": 2},
-                    "config_list": [{"op_names": ["d1"], "sparsity": 0.75}]}}
+RECIPES = {
+    # filter pruning: masks computed on the host at each update
+    "l1": {"prune": {"criterion": "l1", "granularity": "filter",
+                     "schedule": {"name": "agp", "start_step": 0, "end_step": 16, "frequency": 2},
+                     "config_list": [{"op_names": ["d1"], "sparsity": 0.75}]}},
+    # weight pruning at every step: masks computed inside the compiled train step
+    "level": {"prune": {"criterion": "level", "granularity": "weight",
+                        "schedule": {"name": "agp", "start_step": 0, "end_step": 16, "frequency": 1},
+                        "config_list": [{"op_names": ["d1"], "sparsity": 0.75}]}},
+}
+
+
+@pytest.fixture(scope="module", params=sorted(RECIPES))
+def recipe(request):
+    return RECIPES[request.param]
 
 
 def data(n=40):
@@ -25,8 +37,8 @@ def data(n=40):
     return rng.normal(size=(n, 10)).astype("float32"), rng.integers(0, 3, n)
 
 
-def compiled(base):
-    w = kprune.wrap(base, RECIPE)
+def compiled(base, recipe):
+    w = kprune.wrap(base, recipe)
     w.compile(keras.optimizers.Adam(0.01), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return w
 
@@ -52,11 +64,11 @@ def assert_same(a, b):
 
 
 @pytest.fixture(scope="module")
-def reference():
+def reference(recipe):
     keras.utils.set_random_seed(0)
     base = mlp()
     x, y = data()
-    w = compiled(base)
+    w = compiled(base, recipe)
     w.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0, callbacks=[kprune.PruningCallback()])
     return base.get_weights(), state(w)
 
@@ -67,10 +79,10 @@ def fresh_base(weights):
     return base
 
 
-def test_model_checkpoint_mid_epoch_resumes_exactly(tmp_path, reference):
+def test_model_checkpoint_mid_epoch_resumes_exactly(tmp_path, reference, recipe):
     weights, ref = reference
     x, y = data()
-    w = compiled(fresh_base(weights))
+    w = compiled(fresh_base(weights), recipe)
     ckpt = str(tmp_path / "mid.keras")
     # saved after 12 steps: mid-epoch 2, two steps after the last mask update's sync (step 10)
     w.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0,
@@ -83,7 +95,7 @@ def test_model_checkpoint_mid_epoch_resumes_exactly(tmp_path, reference):
     assert_same(state(again), ref)
 
 
-def test_model_save_mid_epoch_from_a_custom_callback(tmp_path, reference):
+def test_model_save_mid_epoch_from_a_custom_callback(tmp_path, reference, recipe):
     weights, ref = reference
     x, y = data()
     path = str(tmp_path / "probe.keras")
@@ -94,7 +106,7 @@ def test_model_save_mid_epoch_from_a_custom_callback(tmp_path, reference):
                 self.done = True
                 self.model.save(path)
 
-    w = compiled(fresh_base(weights))
+    w = compiled(fresh_base(weights), recipe)
     w.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0, callbacks=[kprune.PruningCallback(), SaveAt()])
     again = keras.saving.load_model(path)
     assert kprune.Pruner(again).step == 5
@@ -107,7 +119,7 @@ class Crash(Exception):
     pass
 
 
-def test_backup_and_restore_after_a_crash(tmp_path, reference):
+def test_backup_and_restore_after_a_crash(tmp_path, reference, recipe):
     weights, ref = reference
     x, y = data()
     backup = str(tmp_path / "backup")
@@ -120,26 +132,26 @@ def test_backup_and_restore_after_a_crash(tmp_path, reference):
         def on_epoch_begin(self, epoch, logs=None):
             self._epoch = epoch
 
-    w = compiled(fresh_base(weights))
+    w = compiled(fresh_base(weights), recipe)
     with pytest.raises(Crash):
         w.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0,
               callbacks=[kprune.PruningCallback(), keras.callbacks.BackupAndRestore(backup), CrashAt()])
     # a new process: the same wrapped model rebuilt; the pruning callback comes first, so it
     # is created before BackupAndRestore restores the weights and must read the step again
     keras.utils.set_random_seed(0)
-    fresh = compiled(fresh_base(weights))
+    fresh = compiled(fresh_base(weights), recipe)
     fresh.fit(x, y, batch_size=4, epochs=2, shuffle=False, verbose=0,
               callbacks=[kprune.PruningCallback(), keras.callbacks.BackupAndRestore(backup)])
     assert_same(state(fresh), ref)
 
 
-def test_weights_only_checkpoint_keeps_the_live_step(tmp_path):
+def test_weights_only_checkpoint_keeps_the_live_step(tmp_path, recipe):
     x, y = data()
-    w = compiled(mlp())
+    w = compiled(mlp(), recipe)
     path = str(tmp_path / "w.weights.h5")
     w.fit(x[:12], y[:12], batch_size=4, epochs=1, shuffle=False, verbose=0,
           callbacks=[kprune.PruningCallback(), keras.callbacks.ModelCheckpoint(path, save_weights_only=True,
                                                                                  save_freq=1)])
-    other = compiled(mlp())
+    other = compiled(mlp(), recipe)
     other.load_weights(path)
     assert kprune.Pruner(other).step == 3
