@@ -46,9 +46,14 @@ def masked_values(model):
     return np.concatenate([v.ravel() for v in out])
 
 
-def train(jit, optimizer="adam", epochs=4):
+LEVEL = {"prune": {"criterion": "level", "granularity": "weight",
+                   "schedule": {"name": "agp", "start_step": 0, "end_step": 20, "frequency": 1},
+                   "config_list": [{"op_names": ["c1", "c2", "out"], "sparsity": 0.7}]}}
+
+
+def train(jit, optimizer="adam", epochs=4, recipe=RECIPE):
     keras.utils.set_random_seed(0)
-    model = kprune.wrap(convnet(), RECIPE)
+    model = kprune.wrap(convnet(), recipe)
     opt = keras.optimizers.Adam(0.01) if optimizer == "adam" else keras.optimizers.SGD(0.05, momentum=0.9)
     model.compile(opt, keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=jit)
     x, y = data()
@@ -74,6 +79,19 @@ def test_mixed_float16_masks_stay_exact(mixed_policy, jit):
     bn = model.get_layer("bn")
     assert np.all(bn.layer.gamma.numpy()[bn.masks["gamma"].numpy() == 0] == 0)
     assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_mixed_float16_level_pruning_at_every_step(mixed_policy, jit):
+    """The compiled per-step update (inside the train step without XLA) under mixed precision."""
+    model, losses = train(jit, recipe=LEVEL)
+    vals = masked_values(model)
+    assert vals.size > 0 and np.all(vals == 0.0)
+    report = kprune.sparsity(model)
+    for name in ("c1", "c2", "out"):
+        kernel = model.get_layer(name).masks["kernel"].numpy()
+        assert np.sum(kernel == 0) == round(0.7 * kernel.size), name
+    assert report["total"] > 0.6 and np.all(np.isfinite(losses))
 
 
 def test_jit_compile_float32_matches_eager_masks():
