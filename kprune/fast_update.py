@@ -158,6 +158,13 @@ class FastLevelUpdate:
 _HOOK = "_kprune_in_step_hook"
 
 
+class _Hook:
+    """What install_in_step changed on a model (a plain object: Keras' saving skips it)."""
+
+    def __init__(self, fast, own):
+        self.fast, self.own = fast, own
+
+
 def install_in_step(pruner) -> bool:
     """Moves ``pruner``'s level update into ``pruner.model``'s compiled train step.
 
@@ -188,7 +195,7 @@ def install_in_step(pruner) -> bool:
         return original(data)
 
     # a train_step set on the instance itself (not the class) is put back by uninstall
-    model.__dict__[_HOOK] = (fast, model.__dict__.get("train_step"))
+    model.__dict__[_HOOK] = _Hook(fast, model.__dict__.get("train_step"))
     model.__dict__["train_step"] = train_step
     model.make_train_function(force=True)
     return True
@@ -199,7 +206,7 @@ def uninstall_in_step(model) -> bool:
     hook = model.__dict__.pop(_HOOK, None)
     if hook is None:
         return False
-    fast, own = hook
+    fast, own = hook.fast, hook.own
     if own is None:
         model.__dict__.pop("train_step", None)
     else:
