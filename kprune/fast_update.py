@@ -69,30 +69,40 @@ class FastLevelUpdate:
         self.step_var = pruner.active[0].pruning_step
         self._last = None
         self._fn = tf.function(self._grow, reduce_retracing=True)
-        # in-step mode (install_in_step): counts asked by the host / last applied by the step
+        # in-step mode (install_in_step): counts asked by the host / last applied by the step;
+        # created once, since a compiled train step that captured them may be reused
         self.asked = None
         self.applied = None
+        self._in_step = False
 
     @property
     def in_step(self) -> bool:
         """Whether the update runs inside the model's compiled train step."""
-        return self.asked is not None
+        return self._in_step
 
     def start_in_step(self):
         """Switches to in-step mode: ``__call__`` only writes the counts, :meth:`apply_pending`
         (traced into the train step) prunes."""
         import tensorflow as tf
 
+        n = len(self.items)
         if self.asked is None:
-            n = len(self.items)
             self.asked = tf.Variable(np.zeros(n, np.int32), trainable=False, name="kprune_asked")
             self.applied = tf.Variable(np.full(n, -1, np.int32), trainable=False, name="kprune_applied")
         self._last = None
-        self.applied.assign(np.full(len(self.items), -1, np.int32))
+        self.applied.assign(np.full(n, -1, np.int32))  # the first asked counts are applied
+        self._in_step = True
 
     def stop_in_step(self):
-        self.asked = self.applied = None
+        self._in_step = False
         self._last = None
+
+    def same_layers(self, pruner) -> bool:
+        """Whether this update prunes exactly ``pruner``'s kernels (so it can serve it)."""
+        other = [(var, mask) for w in pruner.active for attr in pruner._kernel_attrs(w, "weight")
+                 for var, mask in [(w.weights_by_attr()[attr], w.masks[attr])]]
+        return len(other) == len(self.items) and all(
+            a is v and b is m for (a, b), (_, v, m, _) in zip(other, self.items))
 
     def apply_pending(self):
         """Graph ops, run at the start of each train step: prunes to the asked counts if they
@@ -156,13 +166,21 @@ class FastLevelUpdate:
 
 
 _HOOK = "_kprune_in_step_hook"
+_CACHE = "_kprune_in_step_cache"
 
 
 class _Hook:
     """What install_in_step changed on a model (a plain object: Keras' saving skips it)."""
 
-    def __init__(self, fast, own):
-        self.fast, self.own = fast, own
+    def __init__(self, fast, own, keras_function):
+        self.fast, self.own, self.keras_function = fast, own, keras_function
+
+
+class _Cache:
+    """The compiled train function with the update, and the plain one it was built beside."""
+
+    def __init__(self, keras_function, hooked, fast):
+        self.keras_function, self.hooked, self.fast = keras_function, hooked, fast
 
 
 def install_in_step(pruner) -> bool:
@@ -172,7 +190,10 @@ def install_in_step(pruner) -> bool:
     model is compiled without XLA (``top_k`` of a data-dependent size cannot be XLA-compiled;
     with ``jit_compile=True`` the update stays one ``tf.function`` call per changed step). The
     model's ``train_step`` is wrapped so that :meth:`FastLevelUpdate.apply_pending` runs before
-    it, and ``model.train_function`` is rebuilt. :func:`uninstall_in_step` restores both.
+    it, and ``model.train_function`` is replaced by a function built on that wrapper.
+    :func:`uninstall_in_step` puts the plain ones back. The wrapped function is kept on the
+    model and reused by the next ``fit`` (no second tracing) as long as the model was not
+    compiled again and the same layers are pruned.
 
     Returns:
         True if installed.
@@ -183,7 +204,12 @@ def install_in_step(pruner) -> bool:
         return False
     if model.jit_compile:
         return False
-    if pruner._fast is None:
+    keras_function = model.train_function  # built by fit() just before, or kept from a former fit
+    cache = model.__dict__.get(_CACHE)
+    if cache is not None and keras_function is not None and cache.keras_function is keras_function \
+            and cache.fast.same_layers(pruner):
+        pruner._fast = cache.fast
+    elif pruner._fast is None or not pruner._fast.same_layers(pruner):
         pruner._fast = FastLevelUpdate(pruner)
     pruner._fast_ok = True
     fast = pruner._fast
@@ -195,22 +221,26 @@ def install_in_step(pruner) -> bool:
         return original(data)
 
     # a train_step set on the instance itself (not the class) is put back by uninstall
-    model.__dict__[_HOOK] = _Hook(fast, model.__dict__.get("train_step"))
+    model.__dict__[_HOOK] = _Hook(fast, model.__dict__.get("train_step"), keras_function)
     model.__dict__["train_step"] = train_step
-    model.make_train_function(force=True)
+    if cache is not None and cache.fast is fast and cache.keras_function is keras_function:
+        model.train_function = cache.hooked
+    else:
+        model.make_train_function(force=True)
+        model.__dict__[_CACHE] = _Cache(keras_function, model.train_function, fast)
     return True
 
 
 def uninstall_in_step(model) -> bool:
-    """Removes the hook of :func:`install_in_step` (the next ``fit`` retraces without it)."""
+    """Removes the hook of :func:`install_in_step`: the model's own ``train_step`` and the
+    plain compiled train function come back (the wrapped one stays cached for the next fit)."""
     hook = model.__dict__.pop(_HOOK, None)
     if hook is None:
         return False
-    fast, own = hook.fast, hook.own
-    if own is None:
+    if hook.own is None:
         model.__dict__.pop("train_step", None)
     else:
-        model.__dict__["train_step"] = own
-    fast.stop_in_step()
-    model.train_function = None
+        model.__dict__["train_step"] = hook.own
+    hook.fast.stop_in_step()
+    model.train_function = hook.keras_function
     return True

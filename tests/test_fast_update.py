@@ -81,7 +81,10 @@ def test_in_step_update_masks_equal_the_host_path(jit_compile):
     assert hooked == [not jit_compile] * 24
     assert pruner._fast.in_step is False  # removed at the end of fit
     assert "train_step" not in model.__dict__
-    assert (model.train_function is None) == (not jit_compile)  # without the hook, rebuilt by the next fit
+    cache = model.__dict__.get(fast_update._CACHE)
+    assert (cache is None) == jit_compile
+    if cache is not None:  # the plain compiled function is back; the hooked one is kept aside
+        assert model.train_function is cache.keras_function and cache.hooked is not model.train_function
     for step, (a, b) in enumerate(zip(hist, slow_hist)):
         for key in a:
             np.testing.assert_array_equal(a[key], b[key], err_msg=f"step {step} {key}")
@@ -111,6 +114,33 @@ def test_in_step_update_continues_in_a_second_fit_and_after_a_host_update():
     assert report["conv"] == pytest.approx(0.8, abs=0.01) and report["fc1"] == pytest.approx(0.8, abs=0.01)
     assert report["fc2"] == pytest.approx(0.5, abs=0.03)
     assert "train_step" not in model.__dict__
+
+
+def test_the_hooked_train_function_is_reused_until_the_model_is_compiled_again():
+    model = kprune.wrap(_model(), _recipe(end_step=3))
+    model.compile(keras.optimizers.SGD(0.05), keras.losses.MeanSquaredError())
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(16, 8, 8, 2)).astype("float32"), rng.normal(size=(16, 3)).astype("float32")
+    hooked = []
+
+    class Seen(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            hooked.append(self.model.train_function)
+
+    fit = lambda: model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False,  # noqa: E731
+                            callbacks=[kprune.PruningCallback(), Seen()])
+    with pytest.warns(UserWarning, match="final sparsity was not reached"):
+        fit()
+    fit()  # a new callback and pruner: same layers, same compiled function
+    assert hooked[0] is hooked[-1] and len(hooked) == 4
+    assert kprune.sparsity(model)["fc1"] == pytest.approx(0.8, abs=0.01)  # reached at step 3 (2nd fit)
+    plain = model.train_function
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)  # no callback: the plain function, no pruning
+    assert model.train_function is plain
+    model.compile(keras.optimizers.Adam(1e-3), keras.losses.MeanSquaredError())  # recompiled
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, callbacks=[kprune.PruningCallback(), Seen()])
+    assert hooked[-1] is not hooked[0]
+    assert int(model.optimizer.iterations.numpy()) == 2  # the new optimizer trains
 
 
 def test_a_train_step_set_on_the_instance_is_kept():
