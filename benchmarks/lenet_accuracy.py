@@ -157,9 +157,8 @@ def run_seed(seed, args, end_step) -> dict:
     return out
 
 
-def paired(runs, seeds, a, b) -> str:
-    """'mean ± std (se, 95 % t-interval; per seed ...)' of accuracy(a) − accuracy(b), in points."""
-    diffs = [100 * (runs[k][a]["accuracy"] - runs[k][b]["accuracy"]) for k in seeds]
+def paired(diffs) -> str:
+    """'mean ± std (se, 95 % t-interval; per seed ...)' of paired differences, in points."""
     mean, std = C.mean_std(diffs)
     text = f"{mean:+.2f} ± {std:.2f}"
     if len(diffs) > 2:
@@ -186,16 +185,16 @@ def report(runs, seeds, sparsities):
         rows.append([n, f"{sp[0]:.4f}", f"{100 * acc[0]:.2f} ± {100 * acc[1]:.2f}"])
     print(C.table(["variant", "kernel sparsity", f"test accuracy % (mean ± std, {len(seeds)} seeds)"], rows))
     print()
+    acc = {k: {name: 100 * run[name]["accuracy"] for name in names} for k, run in runs.items()}
     for s in sparsities:
-        print(f"kprune - tfmot at {s:g}, points: {paired(runs, seeds, f'kprune {s:g}', f'tfmot {s:g}')}")
-    print(f"dense keras3 - dense tf_keras (noise floor), points: "
-          f"{paired(runs, seeds, 'dense (keras3)', 'dense (tf_keras)')}")
-    for s in sparsities:
-        # each library's loss against its own framework's dense run
-        cost = {k: {"x": {"accuracy": (runs[k][f"kprune {s:g}"]["accuracy"] - runs[k]["dense (keras3)"]["accuracy"])},
-                    "y": {"accuracy": (runs[k][f"tfmot {s:g}"]["accuracy"] - runs[k]["dense (tf_keras)"]["accuracy"])}}
-                for k in seeds}
-        print(f"(kprune {s:g} - dense keras3) - (tfmot {s:g} - dense tf_keras), points: {paired(cost, seeds, 'x', 'y')}")
+        diffs = [acc[k][f"kprune {s:g}"] - acc[k][f"tfmot {s:g}"] for k in seeds]
+        print(f"kprune - tfmot at {s:g}, points: {paired(diffs)}")
+    diffs = [acc[k]["dense (keras3)"] - acc[k]["dense (tf_keras)"] for k in seeds]
+    print(f"dense keras3 - dense tf_keras (noise floor), points: {paired(diffs)}")
+    for s in sparsities:  # each library's loss against its own framework's dense run
+        diffs = [(acc[k][f"kprune {s:g}"] - acc[k]["dense (keras3)"]) - (acc[k][f"tfmot {s:g}"] - acc[k]["dense (tf_keras)"])
+                 for k in seeds]
+        print(f"(kprune {s:g} - dense keras3) - (tfmot {s:g} - dense tf_keras), points: {paired(diffs)}")
 
 
 def pool(files):

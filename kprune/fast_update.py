@@ -40,6 +40,16 @@ def eligible(pruner) -> bool:
     return True
 
 
+def _kernels(pruner) -> list:
+    """``[(wrapper name, weight variable, mask variable, size)]`` of the kernels ``pruner`` prunes."""
+    out = []
+    for w in pruner.active:
+        for attr in pruner._kernel_attrs(w, "weight"):
+            var = w.weights_by_attr()[attr]
+            out.append((w.name, var, w.masks[attr], int(np.prod(var.shape))))
+    return out
+
+
 class FastLevelUpdate:
     """The compiled update for a pruner's (wrapper, kernel) pairs.
 
@@ -61,11 +71,7 @@ class FastLevelUpdate:
     def __init__(self, pruner):
         import tensorflow as tf
 
-        self.items = []  # (wrapper name, weight variable, mask variable, size)
-        for w in pruner.active:
-            for attr in pruner._kernel_attrs(w, "weight"):
-                var = w.weights_by_attr()[attr]
-                self.items.append((w.name, var, w.masks[attr], int(np.prod(var.shape))))
+        self.items = _kernels(pruner)  # (wrapper name, weight variable, mask variable, size)
         self.step_var = pruner.active[0].pruning_step
         self._last = None
         self._fn = tf.function(self._grow, reduce_retracing=True)
@@ -99,25 +105,23 @@ class FastLevelUpdate:
 
     def same_layers(self, pruner) -> bool:
         """Whether this update prunes exactly ``pruner``'s kernels (so it can serve it)."""
-        other = [(var, mask) for w in pruner.active for attr in pruner._kernel_attrs(w, "weight")
-                 for var, mask in [(w.weights_by_attr()[attr], w.masks[attr])]]
+        other = _kernels(pruner)
         return len(other) == len(self.items) and all(
-            a is v and b is m for (a, b), (_, v, m, _) in zip(other, self.items))
+            a[1] is b[1] and a[2] is b[2] for a, b in zip(other, self.items))
 
     def apply_pending(self):
         """Graph ops, run at the start of each train step: prunes to the asked counts if they
         changed since the last application; otherwise only one comparison runs."""
         import tensorflow as tf
 
-        asked, applied = self.asked, self.applied
+        ks = tf.convert_to_tensor(self.asked)
 
         def grow():
-            ks = tf.convert_to_tensor(asked)
             self._grow_ops(ks)
-            applied.assign(ks)
+            self.applied.assign(ks)
             return tf.constant(True)
 
-        return tf.cond(tf.reduce_any(tf.not_equal(tf.convert_to_tensor(asked), tf.convert_to_tensor(applied))),
+        return tf.cond(tf.reduce_any(tf.not_equal(ks, tf.convert_to_tensor(self.applied))),
                        grow, lambda: tf.constant(False))
 
     def __call__(self, targets: dict, step: int) -> bool:
@@ -206,8 +210,9 @@ def install_in_step(pruner) -> bool:
         return False
     keras_function = model.train_function  # built by fit() just before, or kept from a former fit
     cache = model.__dict__.get(_CACHE)
-    if cache is not None and keras_function is not None and cache.keras_function is keras_function \
-            and cache.fast.same_layers(pruner):
+    reuse = (cache is not None and keras_function is not None and cache.keras_function is keras_function
+             and cache.fast.same_layers(pruner))
+    if reuse:
         pruner._fast = cache.fast
     elif pruner._fast is None or not pruner._fast.same_layers(pruner):
         pruner._fast = FastLevelUpdate(pruner)
@@ -223,7 +228,7 @@ def install_in_step(pruner) -> bool:
     # a train_step set on the instance itself (not the class) is put back by uninstall
     model.__dict__[_HOOK] = _Hook(fast, model.__dict__.get("train_step"), keras_function)
     model.__dict__["train_step"] = train_step
-    if cache is not None and cache.fast is fast and cache.keras_function is keras_function:
+    if reuse:
         model.train_function = cache.hooked
     else:
         model.make_train_function(force=True)

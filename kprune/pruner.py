@@ -118,22 +118,6 @@ class Pruner(LayerUnits):
                 has updates inside those steps the last of them is applied now, up to
                 ``steps − 1`` steps early (the lottery ticket's rewind point likewise).
         """
-        if steps > 1:
-            return self._on_steps(steps)
-        updated = False
-        iterative = self.schedule.name == "iterative"
-        if iterative and self.step == self.schedule.rewind_step and self.rewind_weights is None:
-            self.snapshot()
-        if self.schedule.updates_at(self.step):
-            self.update(self.step)
-            updated = True
-            if iterative:
-                self.round = self.schedule.round_at(self.step)
-                self.rewind()
-        self.step += 1
-        return updated
-
-    def _on_steps(self, steps: int) -> bool:
         start = self.step
         iterative = self.schedule.name == "iterative"
         if iterative and start <= self.schedule.rewind_step < start + steps and self.rewind_weights is None:
