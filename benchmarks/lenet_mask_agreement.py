@@ -69,11 +69,10 @@ def main(argv=None) -> int:
     import keras
     import numpy as np
 
-    import kprune
     from kprune.data import load
     from kprune.io import atomic_write_json
     from kprune.models.lenet import lenet300_100
-    tf_keras, tfmot = C.require_tfmot()
+    C.require_tfmot()  # fail before training if the [compare] extra is missing
 
     t0 = time.time()
     keras.utils.set_random_seed(args.seed)
@@ -84,33 +83,15 @@ def main(argv=None) -> int:
     steps = args.end_step + args.frequency + 1
     batches = load("fashion_mnist", "train", batch_size=args.batch_size, seed=args.seed + 1, take=steps * args.batch_size)
 
-    def kprune_masks(s):
-        m = lenet300_100((28, 28, 1), 10)
-        m.set_weights(base.get_weights())
-        m = kprune.wrap(m, C.agp_level_recipe(s, args.end_step, args.frequency))
-        m.compile(keras.optimizers.SGD(0.0), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    def masks_per_batch(lib, s):
+        model, callbacks, read, base_cls = twins(base, s, args.end_step, args.frequency, "sgd", 0.0)[lib]
         seen = []
 
-        class Read(keras.callbacks.Callback):
+        class Read(base_cls):
             def on_train_batch_end(self, batch, logs=None):
-                seen.append([np.asarray(m.get_layer(n).masks["kernel"]) for n in DENSE])
+                seen.append(read())
 
-        m.fit(batches, epochs=1, verbose=0, callbacks=[kprune.PruningCallback(log_layers=False), Read()])
-        return seen
-
-    def tfmot_masks(s):
-        k = C.build(tf_keras, "lenet300_100")
-        C.copy_weights(base, k)
-        k = C.tfmot_polynomial(tfmot, k, s, args.end_step, args.frequency)
-        k.compile(tf_keras.optimizers.SGD(0.0), tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        layers = {l.layer.name: l for l in k.layers if hasattr(l, "pruning_vars")}
-        seen = []
-
-        class Read(tf_keras.callbacks.Callback):
-            def on_train_batch_end(self, batch, logs=None):
-                seen.append([np.asarray(layers[n].pruning_vars[0][1]) for n in DENSE])
-
-        k.fit(batches, epochs=1, verbose=0, callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), Read()])
+        model.fit(batches, epochs=1, verbose=0, callbacks=callbacks + [Read()])
         return seen
 
     def differ(a, b):
@@ -122,7 +103,7 @@ def main(argv=None) -> int:
     out = {"args": vars(args), "machine": C.machine(), "kprune_commit": C.revision(), "sparsities": {}}
     print(f"machine: {C.machine()}\nkprune: commit {C.revision()}")
     for s in args.sparsity:
-        km, tm = kprune_masks(s), tfmot_masks(s)
+        km, tm = masks_per_batch("kprune", s), masks_per_batch("tfmot", s)
         rows = []
         for step in range(min(len(km), len(tm))):
             nxt = km[step + 1] if step + 1 < len(km) else None
@@ -142,7 +123,7 @@ def main(argv=None) -> int:
                        for r in changes]))
         print(f"final masks differ in {final['differ_same_step']} of {sum(x.size for x in km[0])} positions")
     if args.train_epochs:
-        out["regrowth"] = regrowth(args, base, load, lenet300_100)
+        out["regrowth"] = regrowth(args, base, load)
     out["wall_seconds"] = time.time() - t0
     if args.json:
         atomic_write_json(args.json, out)
@@ -150,49 +131,63 @@ def main(argv=None) -> int:
     return 0
 
 
-def regrowth(args, base, load, lenet300_100) -> dict:
-    """Trains both libraries with Adam and counts pruned -> kept mask changes between batches."""
+def twins(base, s, end_step, frequency, optimizer, lr) -> dict:
+    """The two pruned copies of ``base`` (AGP 0 → ``s``, steps 0..``end_step`` every
+    ``frequency``), compiled with ``optimizer`` ("sgd" or "adam") at ``lr``:
+    ``{"kprune": ..., "tfmot": ...}``, each ``(model, pruning callbacks, mask reader, callback base class)``;
+    the reader returns the kernel masks of fc1, fc2 and predictions."""
     import keras
     import numpy as np
 
     import kprune
+    from kprune.models.lenet import lenet300_100
     tf_keras, tfmot = C.require_tfmot()
-    data = lambda: load("fashion_mnist", "train", batch_size=args.batch_size, seed=args.seed + 1)  # noqa: E731
-    out = {}
+    opt = {"sgd": "SGD", "adam": "Adam"}[optimizer]
 
-    def counter(base_cls, read):
-        class Count(base_cls):
-            prev, revived, pruned = None, 0, 0
+    m = lenet300_100((28, 28, 1), 10)
+    m.set_weights(base.get_weights())
+    m = kprune.wrap(m, C.agp_level_recipe(s, end_step, frequency))
+    m.compile(getattr(keras.optimizers, opt)(lr), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 
-            def on_train_batch_end(self, batch, logs=None):
-                cur = read()
-                if self.prev is not None:
-                    self.revived += int(sum(np.sum((a == 0) & (b != 0)) for a, b in zip(self.prev, cur)))
-                    self.pruned += int(sum(np.sum((a != 0) & (b == 0)) for a, b in zip(self.prev, cur)))
-                self.prev = cur
-        return Count()
+    k = C.build(tf_keras, "lenet300_100")
+    C.copy_weights(base, k)
+    k = C.tfmot_polynomial(tfmot, k, s, end_step, frequency)
+    k.compile(getattr(tf_keras.optimizers, opt)(lr), tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    layers = {l.layer.name: l for l in k.layers if hasattr(l, "pruning_vars")}
+    return {
+        "kprune": (m, [kprune.PruningCallback(log_layers=False)],
+                   lambda: [np.asarray(m.get_layer(n).masks["kernel"]) for n in DENSE], keras.callbacks.Callback),
+        "tfmot": (k, [tfmot.sparsity.keras.UpdatePruningStep()],
+                  lambda: [np.asarray(layers[n].pruning_vars[0][1]) for n in DENSE], tf_keras.callbacks.Callback),
+    }
+
+
+def regrowth(args, base, load) -> dict:
+    """Trains both libraries with Adam and counts pruned -> kept mask changes between batches."""
+    import numpy as np
 
     print(f"\nregrowth check: Adam 1e-3, {args.train_epochs} epochs, AGP 0 -> s from step 0 to "
           f"{args.train_end_step} every {args.train_frequency} steps")
-    rows = []
+    out, rows = {}, []
     for s in args.sparsity:
-        m = lenet300_100((28, 28, 1), 10)
-        m.set_weights(base.get_weights())
-        m = kprune.wrap(m, C.agp_level_recipe(s, args.train_end_step, args.train_frequency))
-        m.compile(keras.optimizers.Adam(1e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        kc = counter(keras.callbacks.Callback, lambda: [np.asarray(m.get_layer(n).masks["kernel"]) for n in DENSE])
-        m.fit(data(), epochs=args.train_epochs, verbose=0, callbacks=[kprune.PruningCallback(log_layers=False), kc])
+        out[f"{s:g}"] = {}
+        for lib, (model, callbacks, read, base_cls) in twins(base, s, args.train_end_step, args.train_frequency,
+                                                             "adam", 1e-3).items():
+            class Count(base_cls):
+                prev, revived, pruned = None, 0, 0
 
-        k = C.build(tf_keras, "lenet300_100")
-        C.copy_weights(base, k)
-        k = C.tfmot_polynomial(tfmot, k, s, args.train_end_step, args.train_frequency)
-        k.compile(tf_keras.optimizers.Adam(1e-3), tf_keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        layers = {l.layer.name: l for l in k.layers if hasattr(l, "pruning_vars")}
-        tc = counter(tf_keras.callbacks.Callback, lambda: [np.asarray(layers[n].pruning_vars[0][1]) for n in DENSE])
-        k.fit(data(), epochs=args.train_epochs, verbose=0, callbacks=[tfmot.sparsity.keras.UpdatePruningStep(), tc])
-        out[f"{s:g}"] = {"kprune": {"revived": kc.revived, "pruned": kc.pruned},
-                         "tfmot": {"revived": tc.revived, "pruned": tc.pruned}}
-        rows += [[f"{s:g}", "kprune", kc.pruned, kc.revived], [f"{s:g}", "TFMOT", tc.pruned, tc.revived]]
+                def on_train_batch_end(self, batch, logs=None):
+                    cur = read()
+                    if self.prev is not None:
+                        self.revived += int(sum(np.sum((a == 0) & (b != 0)) for a, b in zip(self.prev, cur)))
+                        self.pruned += int(sum(np.sum((a != 0) & (b == 0)) for a, b in zip(self.prev, cur)))
+                    self.prev = cur
+
+            count = Count()
+            data = load("fashion_mnist", "train", batch_size=args.batch_size, seed=args.seed + 1)
+            model.fit(data, epochs=args.train_epochs, verbose=0, callbacks=callbacks + [count])
+            out[f"{s:g}"][lib] = {"revived": count.revived, "pruned": count.pruned}
+            rows.append([f"{s:g}", {"kprune": "kprune", "tfmot": "TFMOT"}[lib], count.pruned, count.revived])
     print(C.table(["target", "library", "positions pruned (kept -> pruned)", "positions revived (pruned -> kept)"], rows))
     return out
 
