@@ -48,6 +48,7 @@ class PruningCallback(keras.callbacks.Callback):
         self._writer = None
         self._reread_step = False
         self._before = None
+        self._per_call = 1
 
     def get_config(self):
         return {"data": None, "steps_per_epoch": self.steps_per_epoch, "log_dir": self.log_dir,
@@ -67,6 +68,7 @@ class PruningCallback(keras.callbacks.Callback):
             # that the traced loss includes it
             self.model.make_train_function(force=True)
             self.pruner.penalties_changed = 0
+        self._per_call = int(getattr(self.model, "steps_per_execution", 1) or 1)
         # level pruning of single weights runs inside the compiled train step (no per-step
         # function call from here); see kprune.fast_update.install_in_step
         fast_update.install_in_step(self.pruner)
@@ -101,11 +103,10 @@ class PruningCallback(keras.callbacks.Callback):
 
     def _steps_in_call(self, batch) -> int:
         """Training steps the next compiled call runs (the model's ``steps_per_execution``)."""
-        per_call = int(getattr(self.model, "steps_per_execution", 1) or 1)
-        if per_call <= 1:
+        if self._per_call <= 1:
             return 1
         total = (self.params or {}).get("steps")
-        return max(1, min(per_call, total - batch)) if total else per_call
+        return max(1, min(self._per_call, total - batch)) if total else self._per_call
 
     def on_train_batch_end(self, batch, logs=None):
         if self._before is not None:
