@@ -86,7 +86,7 @@ def prune_compact(model, criterion, sparsity, seed, calib, calib_batches):
 
 
 def macs_removed(model, dense_macs) -> float:
-    from kprune.counting import count
+    from kprune.counting.counter import count
     return 1.0 - count(model).macs / dense_macs
 
 
@@ -125,7 +125,7 @@ def compile_sgd(model, lr, steps=None):
 
 def evaluate(model, test) -> float:
     """Top-1 accuracy in inference mode, run eagerly on a list of batches (no tracing cost)."""
-    from kprune.training import accuracy
+    from kprune.runner.training import accuracy
     return accuracy(model, test)
 
 
@@ -133,7 +133,7 @@ def run_seed(seed, args, levels, test, save=None) -> dict:
     import keras
 
     import kprune
-    from kprune.counting import count
+    from kprune.counting.counter import count
     from kprune.data import calibration_batches, load
 
     keras.utils.set_random_seed(seed)
@@ -273,7 +273,7 @@ def merge(args) -> int:
 def main(argv=None) -> int:
     args = parse(argv)
     import kprune
-    from kprune.counting import count
+    from kprune.counting.counter import count
     from kprune.data import calibration_batches, load
     from kprune.io import atomic_write_json
 

@@ -43,7 +43,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from kprune import models  # noqa: E402
-from kprune.counting import count  # noqa: E402
+from kprune.counting.counter import count  # noqa: E402
 from kprune.export import compare, evaluate_tflite, latency_table, prediction_error, to_tflite  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -112,7 +112,7 @@ def section_sparse(args, folder, results):
 
 def section_int8(args, folder, results):
     from kprune.data import load
-    from kprune.training import accuracy, compile_model
+    from kprune.runner.training import accuracy, compile_model
 
     print("\n## int8 accuracy on Fashion-MNIST (LeNet-5)\n")
     take = 6000 if args.quick else None

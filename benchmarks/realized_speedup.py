@@ -46,7 +46,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import kprune  # noqa: E402
-from kprune.counting import count  # noqa: E402
+from kprune.counting.counter import count  # noqa: E402
 from kprune.export import compare, to_tflite  # noqa: E402
 
 

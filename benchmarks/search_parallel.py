@@ -28,7 +28,8 @@ def _dense(args):
     import keras
 
     import kprune
-    from kprune import data, training
+    from kprune import data
+    from kprune.runner import training
 
     path = os.path.join(args.work, f"dense_{args.model}_{args.width}.keras")
     if os.path.exists(path):

@@ -27,9 +27,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from kprune.graph import groups  # noqa: E402
-from kprune.group_masks import zero_channels  # noqa: E402
-from kprune.surgery import compact  # noqa: E402
+from kprune.graph.analysis import groups  # noqa: E402
+from kprune.graph.masks import zero_channels  # noqa: E402
+from kprune.graph.surgery import compact  # noqa: E402
 
 
 def zero_l1(model, fraction: float, gs) -> None:

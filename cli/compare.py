@@ -1,4 +1,4 @@
-"""``kprune-cli compare SWEEP.yaml``: run a comparison sweep (a thin shell over kprune.experiments.compare)."""
+"""``kprune-cli compare SWEEP.yaml``: run a comparison sweep (a thin shell over kprune.runner.compare)."""
 
 from __future__ import annotations
 
@@ -33,12 +33,12 @@ def compare(sweep, out_dir, jobs, resume, overrides, quiet):
     same fine-tuning budget. Writes one result.json per cell (NNI's schema + seed, latency,
     size), compare.json and summary.md / summary.csv (mean ± std over seeds) into --out.
     """
-    from kprune import experiments
+    from kprune import runner
     from kprune.errors import KPruneError
     try:
-        s = experiments.Sweep.load(sweep, overrides=overrides)
+        s = runner.Sweep.load(sweep, overrides=overrides)
         out_dir = out_dir or os.path.join("runs", f"compare-{s.name}")
-        report = experiments.compare(s, out_dir, jobs=jobs, resume=resume, verbose=0 if quiet else 1)
+        report = runner.compare(s, out_dir, jobs=jobs, resume=resume, verbose=0 if quiet else 1)
     except KPruneError as e:
         raise click.ClickException(str(e)) from e
     if report["summary"]:

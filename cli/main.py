@@ -51,9 +51,9 @@ def prune(recipe, out_dir, overrides, resume, quiet):
     Writes result.json (NNI's schema + latency, size, sparsity), model.keras, model.tflite,
     log.jsonl and checkpoints into --out.
     """
-    from kprune import pipeline
+    from kprune.runner import pipeline
     from kprune.errors import KPruneError
-    from kprune.recipe import Recipe
+    from kprune.config.recipe import Recipe
 
     try:
         r = Recipe.from_yaml(recipe, overrides=overrides)
@@ -141,9 +141,10 @@ def count(model, input_shape, num_classes, per_layer, as_json):
 @_model_options
 def inspect(model, input_shape, num_classes):
     """Show MODEL's prunable layers (shape, MACs) and its channel groups."""
-    from kprune import counting, graph
+    from kprune import counting
+    from kprune import graph
     from kprune.errors import KPruneError
-    from kprune.selectors import layer_type
+    from kprune.wrappers.selectors import layer_type
     from kprune.wrappers.prune_wrapper import PRUNABLE_TYPES
     try:
         m = _load_model(model, input_shape, num_classes)
@@ -157,7 +158,7 @@ def inspect(model, input_shape, num_classes):
     click.echo(f"model {m.name}: params {c.params:,}, MACs {c.macs:,}\n")
     click.echo("prunable layers:")
     click.echo(f"  {'layer':40s} {'type':18s} {'kernel shape':22s} {'MACs':>14s}")
-    from kprune.selectors import flatten_layers
+    from kprune.wrappers.selectors import flatten_layers
     for layer in flatten_layers(m):
         if layer_type(layer) in PRUNABLE_TYPES:
             k = getattr(getattr(layer, "layer", layer), "kernel", None)

@@ -1,6 +1,6 @@
 """kprune: pruning for Keras 3 — masks, dependency-aware filter removal, search, TFLite.
 
-The public API (see DESIGN.md)::
+The public API (see docs/architecture.md for the layout of the package)::
 
     recipe = kprune.Recipe.from_yaml("recipes/resnet18.yaml")
     model = kprune.wrap(model, recipe)
@@ -16,34 +16,32 @@ _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from kprune.errors import (DataError, ExportError, GraphError, KPruneError,  # noqa: E402
                            RecipeError, UnsupportedLayerError)
-from kprune.recipe import Recipe  # noqa: E402
+from kprune.config.recipe import Recipe  # noqa: E402
 from kprune.wrappers import PruneWrapper, sparsity, strip, wrap  # noqa: E402
-from kprune.pruner import Pruner  # noqa: E402
+from kprune.pruning.pruner import Pruner  # noqa: E402
 from kprune.callbacks import PruningCallback  # noqa: E402
 
 __version__ = "0.1.0"
 
 
+_LAZY = {
+    "count": ("kprune.counting", "count"),
+    "groups": ("kprune.graph", "groups"),
+    "compact": ("kprune.graph", "compact"),
+    "LotteryTicket": ("kprune.callbacks.lottery", "LotteryTicket"),
+    "recalibrate_bn": ("kprune.pruning.batchnorm", "recalibrate_bn"),
+}
+_SUBPACKAGES = ("config", "wrappers", "criteria", "schedules", "pruning", "graph", "counting", "callbacks",
+                "search", "models", "data", "runner", "export")
+
+
 def __getattr__(name):
     # heavier modules load on first use
-    if name == "count":
-        from kprune.counting import count
-        return count
-    if name == "groups":
-        from kprune.graph import groups
-        return groups
-    if name == "LotteryTicket":
-        from kprune.lottery import LotteryTicket
-        return LotteryTicket
-    if name == "recalibrate_bn":
-        from kprune.batchnorm import recalibrate_bn
-        return recalibrate_bn
-    if name == "compact":
-        from kprune.surgery import compact
-        return compact
-    if name in ("models", "data", "counting", "graph", "surgery", "export", "criteria", "schedules",
-                "allocation", "selectors", "search", "statistics", "granularity", "lottery"):
-        import importlib
+    import importlib
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    if name in _SUBPACKAGES:
         return importlib.import_module(f"kprune.{name}")
     raise AttributeError(f"module 'kprune' has no attribute {name!r}")
 

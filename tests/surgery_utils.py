@@ -5,8 +5,8 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from kprune.graph import groups as find_groups
-from kprune.group_masks import zero_channels
+from kprune.graph.analysis import groups as find_groups
+from kprune.graph.masks import zero_channels
 
 
 def randomize_batchnorm(model, seed: int = 0) -> None:

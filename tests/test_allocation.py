@@ -1,6 +1,6 @@
 import numpy as np
 
-from kprune import allocation as A
+from kprune.pruning import allocation as A
 
 
 def test_weight_mask_prunes_lowest_with_stable_ties():

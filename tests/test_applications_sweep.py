@@ -22,9 +22,9 @@ import numpy as np
 import pytest
 from surgery_utils import random_filter_zeroing, randomize_batchnorm
 
-from kprune.counting import count
-from kprune.graph import groups
-from kprune.surgery import compact
+from kprune.counting.counter import count
+from kprune.graph.analysis import groups
+from kprune.graph.surgery import compact
 
 SPECS = [
     ("VGG16", 32), ("ResNet50", 32), ("ResNet50V2", 32), ("ResNet101", 32),

@@ -1,4 +1,4 @@
-"""Tests of kprune.counting against hand-computed references and published numbers."""
+"""Tests of kprune.counting.counter against hand-computed references and published numbers."""
 
 import json
 import os
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from kprune import models
-from kprune.counting import Counts, count
+from kprune.counting.counter import Counts, count
 from kprune.errors import GraphError
 from kprune.wrappers.prune_wrapper import PruneWrapper
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import kprune
-from kprune import fast_update
+from kprune.pruning import fast_update
 
 
 def _model(seed=0):

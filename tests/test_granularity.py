@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import kprune
-from kprune import granularity as G
+from kprune.pruning import granularity as G
 
 
 def test_parse_and_check():

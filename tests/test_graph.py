@@ -6,7 +6,7 @@ import pytest
 from keras import layers as L
 
 from kprune.errors import GraphError
-from kprune.graph import check_independent, groups
+from kprune.graph.analysis import check_independent, groups
 
 
 def _by_producer(gs, name):
@@ -245,7 +245,7 @@ def test_softmax_producer_and_per_channel_constant_are_unprunable():
 
 
 def test_format_groups_lists_every_group():
-    from kprune.graph import format_groups
+    from kprune.graph.analysis import format_groups
 
     x = keras.Input((8, 8, 3))
     y = L.Conv2D(4, 3, name="c1")(x)

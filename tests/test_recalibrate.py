@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import kprune
-from kprune.batchnorm import batchnorm_layers, recalibrate_bn
+from kprune.pruning.batchnorm import batchnorm_layers, recalibrate_bn
 from kprune.errors import DataError
 
 EPS = 1e-3  # Keras' BatchNormalization default epsilon
@@ -135,7 +135,7 @@ def test_pipeline_reports_accuracy_with_and_without_recalibration(tmp_path):
     import json
     import os
 
-    from kprune import pipeline, training
+    from kprune.runner import pipeline, training
     if not os.path.isdir("/usr/share/datasets/fashion-mnist"):
         pytest.skip("needs Debian's dataset-fashion-mnist")
     inp = keras.Input((28, 28, 1))

@@ -4,7 +4,7 @@ import pytest
 
 import kprune
 from kprune.errors import RecipeError
-from kprune.recipe import Recipe, apply_overrides
+from kprune.config.recipe import Recipe, apply_overrides
 
 
 def test_defaults_filled_from_empty_dict():
@@ -111,7 +111,7 @@ def test_coerce_and_roundtrip(tmp_path):
 
 
 def test_recipes_readme_documents_every_key():
-    from kprune import recipe as R, schema as S
+    from kprune.config import recipe as R, schema as S
     text = open("recipes/README.md", encoding="utf-8").read()
 
     def walk(sec, prefix):

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import kprune
-from kprune import statistics as S
+from kprune.pruning import statistics as S
 
 
 def bn_model():

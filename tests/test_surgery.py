@@ -8,9 +8,9 @@ from surgery_utils import random_filter_zeroing, randomize_batchnorm
 
 import kprune
 from kprune.errors import GraphError
-from kprune.graph import check_independent, groups
-from kprune.group_masks import apply_group_mask, channel_mask_from_weights, zero_channels
-from kprune.surgery import compact
+from kprune.graph.analysis import check_independent, groups
+from kprune.graph.masks import apply_group_mask, channel_mask_from_weights, zero_channels
+from kprune.graph.surgery import compact
 
 
 def assert_same_function(model, small, shape, seed=1):

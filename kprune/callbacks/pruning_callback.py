@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import keras
 
-from kprune import fast_update
-from kprune.pruner import Pruner
+from kprune.pruning import fast_update
+from kprune.pruning.pruner import Pruner
 from kprune.wrappers.wrap import sparsity
 
 
@@ -70,7 +70,7 @@ class PruningCallback(keras.callbacks.Callback):
             self.pruner.penalties_changed = 0
         self._per_call = int(getattr(self.model, "steps_per_execution", 1) or 1)
         # level pruning of single weights runs inside the compiled train step (no per-step
-        # function call from here); see kprune.fast_update.install_in_step
+        # function call from here); see kprune.pruning.fast_update.install_in_step
         fast_update.install_in_step(self.pruner)
         # other callbacks may restore weights in their on_train_begin (BackupAndRestore):
         # the step is read from the model again before the first batch

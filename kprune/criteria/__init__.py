@@ -11,7 +11,7 @@ Example:
     array([4., 2.])
 """
 
-from kprune.registry import Registry
+from kprune.config.registry import Registry
 from kprune.criteria.base import ALL, ELEMENTWISE, STRUCTURED, Criterion
 
 _REGISTRY = Registry("criterion")

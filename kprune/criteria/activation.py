@@ -1,7 +1,7 @@
 """Activation criteria: ``apoz`` (Hu et al. 2016) and ``mean_activation`` (Molchanov et al. 2017).
 
 Both read the post-activation output of each pruned layer on a few batches, collected by
-:func:`kprune.statistics.collect_activations` in inference mode. They score output channels
+:func:`kprune.pruning.statistics.collect_activations` in inference mode. They score output channels
 only (``filter`` granularity).
 """
 
@@ -32,7 +32,7 @@ class APoZ(Criterion):
     unimportant, so low APoZ = important, and the score is ``1 − APoZ``.
 
     Example:
-        >>> from kprune.statistics import ActivationStats
+        >>> from kprune.pruning.statistics import ActivationStats
         >>> s = ActivationStats(zeros=np.array([1., 3.]), total=np.array([2., 1.]), count=4)
         >>> APoZ()(np.zeros((3, 2)), axis=1, activations=s)
         array([0.75, 0.25])
@@ -53,7 +53,7 @@ class MeanActivation(Criterion):
     """Mean post-activation value of each output channel (Molchanov et al. 2017, NNI).
 
     Example:
-        >>> from kprune.statistics import ActivationStats
+        >>> from kprune.pruning.statistics import ActivationStats
         >>> s = ActivationStats(zeros=np.array([1., 3.]), total=np.array([2., 1.]), count=4)
         >>> MeanActivation()(np.zeros((3, 2)), axis=1, activations=s)
         array([0.5 , 0.25])

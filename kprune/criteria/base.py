@@ -9,8 +9,8 @@ A criterion is a pure function of one kernel (plus, for some, statistics gathere
 
 Higher score = more important = kept. Statistics arrive as keyword arguments:
 
-* ``activations``: :class:`kprune.statistics.ActivationStats` of the layer's output channels,
-* ``gradients``: :class:`kprune.statistics.GradientStats` of this weight,
+* ``activations``: :class:`kprune.pruning.statistics.ActivationStats` of the layer's output channels,
+* ``gradients``: :class:`kprune.pruning.statistics.GradientStats` of this weight,
 * ``gamma``: the BatchNormalization scale that follows the layer (per output channel),
 * ``seed`` and ``name``: for seeded random scores.
 """

@@ -20,7 +20,7 @@ class SNIP(Criterion):
     """|g ⊙ w| from a single batch (Lee et al. 2019).
 
     Example:
-        >>> from kprune.statistics import GradientStats
+        >>> from kprune.pruning.statistics import GradientStats
         >>> w = np.array([1.0, -2.0]); s = GradientStats.from_batches(w, [np.array([3.0, 1.0])])
         >>> SNIP()(w, gradients=s)
         array([3., 2.])

@@ -24,7 +24,7 @@ class TaylorFO(Criterion):
     """Mean over batches of (Σ g·w)² per filter, or (g·w)² per weight.
 
     Example:
-        >>> from kprune.statistics import GradientStats
+        >>> from kprune.pruning.statistics import GradientStats
         >>> w = np.array([[1.0, 2.0], [3.0, -1.0]])
         >>> g = np.array([[0.5, 1.0], [1.0, 2.0]])
         >>> s = GradientStats.from_batches(w, [g])

@@ -10,7 +10,7 @@ Example:
     0.7
 """
 
-from kprune.registry import Registry
+from kprune.config.registry import Registry
 from kprune.schedules.base import Schedule
 
 _REGISTRY = Registry("schedule")

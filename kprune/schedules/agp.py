@@ -7,7 +7,7 @@ with ``power = 3`` in the paper. Works with any criterion (NNI's ``pruning_algor
 
 from __future__ import annotations
 
-from kprune import schema as S
+from kprune.config import schema as S
 from kprune.errors import RecipeError
 from kprune.schedules import register
 from kprune.schedules.base import Schedule

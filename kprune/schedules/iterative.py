@@ -17,7 +17,7 @@ rounds with :class:`kprune.LotteryTicket` (or :meth:`kprune.Pruner.next_round`) 
 
 from __future__ import annotations
 
-from kprune import schema as S
+from kprune.config import schema as S
 from kprune.errors import RecipeError
 from kprune.schedules import register
 from kprune.schedules.base import Schedule

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kprune import schema as S
+from kprune.config import schema as S
 from kprune.schedules import register
 from kprune.schedules.base import Schedule
 

@@ -13,7 +13,7 @@ See ``docs/search.md``. Algorithms: ``sensitivity``, ``simulated_annealing``, ``
 ``uniform`` baseline (one sparsity for every unit, sized to the budget).
 """
 
-from kprune.registry import Registry
+from kprune.config.registry import Registry
 from kprune.search.base import Search, tighten  # noqa: F401
 from kprune.search.result import SearchResult  # noqa: F401
 

@@ -30,7 +30,7 @@ import weakref
 import keras
 import numpy as np
 
-from kprune import schema as S
+from kprune.config import schema as S
 from kprune.errors import KPruneError
 from kprune.search import register
 from kprune.search.base import Search, tighten

@@ -40,7 +40,7 @@ import math
 
 import numpy as np
 
-from kprune import schema as S
+from kprune.config import schema as S
 from kprune.errors import RecipeError
 from kprune.search import register
 from kprune.search.base import Search
@@ -101,7 +101,7 @@ class AMC(Search):
     # -- the environment -----------------------------------------------------------------------
     def embedding(self, ctx) -> np.ndarray:
         """The static part of the states: ``(units, 12)``, min-max normalised per column."""
-        from kprune.selectors import flatten_layers
+        from kprune.wrappers.selectors import flatten_layers
         layers = {l.name: l for l in flatten_layers(ctx.builder.wrapped)}
         cap = self.config["max_sparsity"]
         orig = ctx.resource({})

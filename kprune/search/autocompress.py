@@ -20,7 +20,7 @@ long fine-tuning.
 
 from __future__ import annotations
 
-from kprune import schema as S
+from kprune.config import schema as S
 from kprune.search import register
 from kprune.search.admm import ADMM_FIELDS, admm_prune
 from kprune.search.base import Search

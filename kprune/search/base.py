@@ -27,7 +27,7 @@ import logging
 import os
 import time
 
-from kprune import schema as S
+from kprune.config import schema as S
 from kprune.errors import KPruneError, RecipeError
 from kprune.search.executor import EXECUTOR
 
@@ -307,7 +307,7 @@ def tighten(allocation: dict, resource, limit: float, max_sparsity: float, steps
 
 def coerce_recipe(recipe):
     """A Recipe from a Recipe, a recipe dict, a YAML path, or a bare ``prune`` section."""
-    from kprune.recipe import Recipe
+    from kprune.config.recipe import Recipe
     if isinstance(recipe, dict) and "prune" not in recipe and (
             "config_list" in recipe or "criterion" in recipe or "granularity" in recipe):
         recipe = {"prune": recipe}

@@ -35,7 +35,7 @@ class CandidateBuilder:
     """
 
     def __init__(self, model, prune: dict, units: list):
-        from kprune.pruner import Pruner
+        from kprune.pruning.pruner import Pruner
         from kprune.wrappers.wrap import wrap
 
         self.prune = prune
@@ -95,7 +95,7 @@ class CandidateBuilder:
 
     def compact(self):
         """The current candidate as a plain model: filters removed (filter) or masks baked (weight)."""
-        from kprune.surgery import compact
+        from kprune.graph.surgery import compact
         from kprune.wrappers.wrap import strip
 
         if self.prune["granularity"] == "filter":

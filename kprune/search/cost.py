@@ -3,7 +3,7 @@
 :class:`CostModel` predicts a candidate's cost from its allocation alone, without building
 it. With filter granularity a compacted model's parameters and MACs are sums over weight
 variables of ``size × Π (kept fraction along each channel axis)``, and every channel axis
-of every weight is covered by the channel groups (:mod:`kprune.graph`), so the prediction
+of every weight is covered by the channel groups (:mod:`kprune.graph.analysis`), so the prediction
 is the count of the compacted model (tests check it against :func:`kprune.count` of
 :func:`kprune.compact`). With weight granularity it predicts nonzero parameters and
 effective FLOPs. Latency is predicted with a :class:`kprune.export.LatencyTable`
@@ -22,7 +22,7 @@ import tempfile
 
 import numpy as np
 
-from kprune import allocation as alloc_lib
+from kprune.pruning import allocation as alloc_lib
 from kprune.errors import KPruneError, RecipeError
 
 KINDS = ("params", "flops", "latency")
@@ -59,8 +59,9 @@ class CostModel:
     """
 
     def __init__(self, model, units: list, prune: dict, table=None):
-        from kprune import counting, graph
-        from kprune.selectors import flatten_layers
+        from kprune import counting
+        from kprune import graph
+        from kprune.wrappers.selectors import flatten_layers
 
         self.units = list(units)
         self.granularity = prune["granularity"]

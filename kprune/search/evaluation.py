@@ -65,7 +65,7 @@ def default_recalibration(recipe, batches: int):
 
     def recalibrate(model) -> None:
         from kprune import data
-        from kprune.batchnorm import recalibrate_bn
+        from kprune.pruning.batchnorm import recalibrate_bn
         if not cache:
             d = recipe.data
             ds = data.load(d["name"], split="train", batch_size=d["batch_size"], shuffle=False,
@@ -85,7 +85,8 @@ def default_finetune(recipe):
     Returns:
         A callable that compiles ``model`` and trains it for ``steps`` batches in place.
     """
-    from kprune import data, training
+    from kprune import data
+    from kprune.runner import training
 
     d = recipe.data
     cfg = recipe.finetune if recipe.finetune["epochs"] > 0 else recipe.train

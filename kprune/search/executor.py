@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from kprune import schema as S
+from kprune.config import schema as S
 from kprune.errors import KPruneError
 
 F = S.Field
@@ -113,7 +113,7 @@ class Worker:
         self.builder = CandidateBuilder(model, job.prune, units)
         recipe = None
         if job.evaluator is None or job.finetune is None or job.recalibrate_bn:
-            from kprune.recipe import Recipe
+            from kprune.config.recipe import Recipe
             recipe = Recipe.from_dict(job.recipe or {})
         self.evaluator = job.evaluator or default_evaluator(recipe, job.eval_take)
         self.finetune = job.finetune or default_finetune(recipe)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kprune import schema as S
+from kprune.config import schema as S
 from kprune.search import register
 from kprune.search.base import Search
 

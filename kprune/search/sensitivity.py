@@ -16,7 +16,7 @@ The curves are in ``result.extras["curves"]``; :func:`plot_curves` draws them.
 
 from __future__ import annotations
 
-from kprune import schema as S
+from kprune.config import schema as S
 from kprune.search import register
 from kprune.search.base import Search, tighten
 

@@ -24,7 +24,7 @@ import math
 
 import numpy as np
 
-from kprune import schema as S
+from kprune.config import schema as S
 from kprune.errors import RecipeError
 from kprune.search import register
 from kprune.search.base import Search

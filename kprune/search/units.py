@@ -74,12 +74,12 @@ def find_units(model, prune: dict) -> list:
         ['conv1', 'stage1_block1_conv1']
     """
     from kprune import graph
-    from kprune.selectors import select
+    from kprune.wrappers.selectors import select
 
     specs, excluded = select(model, base_prune(prune))
     units = []
     if prune["granularity"] == "weight":
-        from kprune.selectors import flatten_layers
+        from kprune.wrappers.selectors import flatten_layers
         from kprune.wrappers.prune_wrapper import KERNEL_WEIGHTS, weight_attributes
         for layer in flatten_layers(model):
             if layer.name in specs:

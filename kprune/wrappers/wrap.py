@@ -6,7 +6,7 @@ import keras
 import numpy as np
 
 from kprune.errors import UnsupportedLayerError
-from kprune.selectors import flatten_layers, select
+from kprune.wrappers.selectors import flatten_layers, select
 from kprune.wrappers.prune_wrapper import KERNEL_WEIGHTS, PruneWrapper, weight_attributes
 
 
@@ -120,7 +120,7 @@ def wrap(model, recipe, soft: bool = False):
         >>> model = kprune.wrap(model, {"prune": {"criterion": "level",
         ...     "config_list": [{"op_types": ["Dense"], "sparsity": 0.8}]}})
     """
-    from kprune.recipe import Recipe
+    from kprune.config.recipe import Recipe
 
     recipe = Recipe.coerce(recipe)
     soft = bool(soft or recipe.prune.get("soft", False))

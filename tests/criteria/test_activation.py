@@ -4,7 +4,7 @@ import pytest
 
 import kprune
 from kprune import criteria
-from kprune.statistics import ActivationStats, collect_activations
+from kprune.pruning.statistics import ActivationStats, collect_activations
 
 
 def relu_conv():

@@ -21,7 +21,7 @@ def recipe(name, **prune):
 
 def test_scores():
     w = np.array([[1.0, -2.0], [0.5, 3.0]])
-    g = kprune.statistics.GradientStats.from_batches(w, [np.array([[2.0, 1.0], [-4.0, 0.0]])])
+    g = kprune.pruning.statistics.GradientStats.from_batches(w, [np.array([[2.0, 1.0], [-4.0, 0.0]])])
     for name in ("global_magnitude", "layerwise_magnitude"):
         np.testing.assert_array_equal(criteria.get(name)(w), np.abs(w))
     for name in ("global_gradient_magnitude", "layerwise_gradient_magnitude"):

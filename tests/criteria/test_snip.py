@@ -3,7 +3,7 @@ import numpy as np
 
 import kprune
 from kprune import criteria
-from kprune.statistics import collect_gradients
+from kprune.pruning.statistics import collect_gradients
 
 
 def model():

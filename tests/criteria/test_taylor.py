@@ -3,7 +3,7 @@ import numpy as np
 
 import kprune
 from kprune import criteria
-from kprune.statistics import GradientStats, collect_gradients
+from kprune.pruning.statistics import GradientStats, collect_gradients
 
 
 def two_layer(w1, w2):

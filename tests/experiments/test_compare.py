@@ -1,4 +1,4 @@
-"""kprune.experiments.compare: sweeps, shared dense models, baselines, resume, --jobs."""
+"""kprune.runner.compare: sweeps, shared dense models, baselines, resume, --jobs."""
 
 import json
 import os
@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from kprune.errors import RecipeError
-from kprune.recipe import Recipe
-from kprune.experiments import Sweep, compare, plan
-from kprune.experiments.sweep import cell_recipe
+from kprune.config.recipe import Recipe
+from kprune.runner import Sweep, compare, plan
+from kprune.runner.sweep import cell_recipe
 
 FMNIST = "/usr/share/datasets/fashion-mnist"
 TINY = os.path.join(os.path.dirname(__file__), "..", "..", "recipes", "compare", "tiny.yaml")
@@ -200,7 +200,7 @@ def test_a_script_without_main_guard_fails_cleanly_instead_of_hanging(tmp_path):
     import subprocess
     import sys
     script = tmp_path / "unguarded.py"
-    script.write_text(f"from kprune.experiments import compare\n"
+    script.write_text(f"from kprune.runner import compare\n"
                       f"report = compare({TINY!r}, {str(tmp_path / 'out')!r}, jobs=1, verbose=0)\n"
                       f"print('FAILED', len(report['failed']), report['failed'][0]['error'])\n")
     res = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=500)

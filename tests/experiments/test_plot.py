@@ -1,4 +1,4 @@
-"""kprune.experiments tables and figure on hand-written results (no training)."""
+"""kprune.runner tables and figure on hand-written results (no training)."""
 
 import csv
 import json
@@ -7,8 +7,8 @@ import statistics
 import pytest
 
 from kprune.errors import KPruneError
-from kprune.experiments import load_results, plot, summarize, write_summary
-from kprune.experiments import references as refs
+from kprune.runner import load_results, plot, summarize, write_summary
+from kprune.runner import references as refs
 
 DENSE = {0: 0.90, 1: 0.92}
 CELLS = {  # (pruner, role, sparsity, seed) -> (finetuned acc, params, flops, latency ms, pruned acc, recal acc)

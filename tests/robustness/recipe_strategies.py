@@ -13,9 +13,9 @@ import copy
 import keras
 from hypothesis import strategies as st
 
-from kprune import schema as S
+from kprune.config import schema as S
 from kprune.errors import KPruneError, RecipeError
-from kprune.recipe import ROOT
+from kprune.config.recipe import ROOT
 
 BASE = {
     "model": {"name": "lenet5", "input_shape": [12, 12, 1], "num_classes": 3},
@@ -82,7 +82,7 @@ def _wrong_values(field: S.Field):
 
 
 def _set(data: dict, path: str, value):
-    from kprune.recipe import _split_path
+    from kprune.config.recipe import _split_path
     parts = _split_path(path)
     cur = data
     for p in parts[:-1]:
@@ -121,7 +121,7 @@ def unknown_key(draw):
     data = copy.deepcopy(BASE)
     target = data
     if where:
-        from kprune.recipe import _split_path
+        from kprune.config.recipe import _split_path
         for p in _split_path(where):
             target = target[p]
     if key in target or key in _known(where):
@@ -249,7 +249,7 @@ BAD_RECIPES = st.one_of(wrong_type(), wrong_entry_value(), unknown_key(), bad_sp
 def attempt(case, model_factory=tiny_model):
     """Loads the recipe, wraps a tiny model and prunes once; returns the exception or None."""
     import kprune
-    from kprune.recipe import Recipe
+    from kprune.config.recipe import Recipe
     _, payload, _ = case
     try:
         if isinstance(payload, str):

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-import kprune.pipeline
+import kprune.runner.pipeline
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 _spec = importlib.util.spec_from_file_location("resume_trials", os.path.join(ROOT, "benchmarks", "resume_trials.py"))
@@ -28,8 +28,8 @@ def test_sigkill_during_finetune_then_resume_gives_the_same_result(tmp_path):
     assert info["killed"], info["stderr"]
     assert 4 <= info["log_lines_at_kill"] < RT.LOG_LINES
     assert RT.whole_files(out) == []
-    resumed = kprune.pipeline.run(str(recipe), out, resume=True, verbose=0)
-    reference = kprune.pipeline.run(str(recipe), str(tmp_path / "reference"), verbose=0)
+    resumed = kprune.runner.pipeline.run(str(recipe), out, resume=True, verbose=0)
+    reference = kprune.runner.pipeline.run(str(recipe), str(tmp_path / "reference"), verbose=0)
     drop = lambda r: {k: v for k, v in r.items() if k not in RT.VOLATILE}  # noqa: E731
     assert drop(resumed) == drop(reference)
     assert RT.comparable(os.path.join(out, "result.json")) == drop(reference)
@@ -49,7 +49,7 @@ def test_outputs_are_written_through_temporary_files(tmp_path, monkeypatch):
     monkeypatch.setattr(kio.os, "replace", spy)
     recipe = tmp_path / "tiny.yaml"
     recipe.write_text(RT.TINY.replace("epochs: 2,", "epochs: 1,").replace("finetune: {epochs: 3", "finetune: {epochs: 1"))
-    kprune.pipeline.run(str(recipe), str(tmp_path / "o"), verbose=0)
+    kprune.runner.pipeline.run(str(recipe), str(tmp_path / "o"), verbose=0)
     written = {dst for _, dst in renames}
     assert {"dense.keras", "model.keras", "result.json", "state.json", "train.keras", "finetune.keras",
             "pruned.keras", "finetuned.keras"} <= written

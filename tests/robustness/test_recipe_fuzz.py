@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings
 
 import kprune
 from kprune.errors import KPruneError, RecipeError
-from kprune.recipe import Recipe
+from kprune.config.recipe import Recipe
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import recipe_strategies as R  # noqa: E402

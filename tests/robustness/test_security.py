@@ -47,12 +47,12 @@ def test_cli_refuses_lambda_bytecode(lambda_file, command):
 
 
 def test_pipeline_model_path_refuses_lambda_bytecode(lambda_file, tmp_path):
-    import kprune.pipeline
+    import kprune.runner.pipeline
     path, marker = lambda_file
     recipe = {"model": {"name": path}, "data": {"name": "fashion_mnist", "take": 16, "test_take": 16},
               "prune": {"config_list": [{"op_types": ["Dense"], "sparsity": 0.5}]}, "export": {"enabled": False}}
     with pytest.raises(KPruneError, match="safe_mode=True"):
-        kprune.pipeline.run(recipe, str(tmp_path / "out"), verbose=0)
+        kprune.runner.pipeline.run(recipe, str(tmp_path / "out"), verbose=0)
     assert not marker.exists()
 
 

@@ -4,7 +4,8 @@ import pytest
 
 import kprune
 from kprune import schedules
-from kprune.lottery import LotteryTicket, load_snapshot, save_snapshot
+from kprune.callbacks.lottery import LotteryTicket
+from kprune.pruning.rewind import load_snapshot, save_snapshot
 
 
 def mlp():

@@ -217,7 +217,7 @@ def test_uniform_baseline_is_the_smallest_common_sparsity():
 
 
 def test_candidates_are_recalibrated_before_scoring():
-    from kprune.batchnorm import recalibrate_bn
+    from kprune.pruning.batchnorm import recalibrate_bn
     from kprune.search.evaluation import default_recalibration
     keras.utils.set_random_seed(0)
     inp = keras.Input((28, 28, 1))

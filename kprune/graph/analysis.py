@@ -6,7 +6,7 @@ coupled (an ``Add`` of two convolutions, a ``Multiply`` of a squeeze-and-excitat
 a shared layer, a GroupNormalization group) and summarizes each coupled set of channels as a
 :class:`ChannelGroup`: the weight slices (:class:`Member`) that carry each channel.
 
-The per-layer rules live in :mod:`kprune.graph_rules`; see ``docs/surgery.md``.
+The per-layer rules live in :mod:`kprune.graph.rules`; see ``docs/surgery.md``.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kprune.errors import GraphError
-from kprune.graph_rules import ChannelState, TInfo, apply_rule
-from kprune.graph_walk import FlatGraph, flatten_graph
+from kprune.graph.rules import ChannelState, TInfo, apply_rule
+from kprune.graph.walk import FlatGraph, flatten_graph
 
 ROLES = ("producer", "follower", "consumer")
 NO_PRODUCER = ("has no producer layer (its channels come from the model input or from an "
@@ -51,7 +51,7 @@ class Member:
     @property
     def inner(self):
         """The layer that owns the weight (unwraps a kprune wrapper)."""
-        from kprune.graph_walk import unwrap
+        from kprune.graph.walk import unwrap
 
         return unwrap(self.layer)
 
@@ -108,7 +108,7 @@ class ChannelGroup:
 
 @dataclass
 class Analysis:
-    """Everything :func:`analyze` learned (used by :mod:`kprune.surgery`)."""
+    """Everything :func:`analyze` learned (used by :mod:`kprune.graph.surgery`)."""
 
     flat: FlatGraph
     infos: dict

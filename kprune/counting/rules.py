@@ -1,4 +1,4 @@
-"""The per-layer formulas of kprune's counting convention (see :mod:`kprune.counting`).
+"""The per-layer formulas of kprune's counting convention (see :mod:`kprune.counting.counter`).
 
 Pure functions of a layer and its input/output shapes: :func:`terms` gives the
 weight contractions (MACs), :func:`ops` the other arithmetic operations and :func:`nni`

@@ -16,72 +16,14 @@ Two ways to run it, both from a recipe whose schedule is
            if r < ticket.rounds:
                ticket.next_round()   # prune 1-(1-P)^(1/R) of survivors, rewind, reset optimizer
 
-The rewind point (all weights and BatchNorm statistics, masks excluded) is kept in memory
-by the :class:`kprune.Pruner`; :func:`save_snapshot` / :func:`load_snapshot` write it to and
-read it from an ``.npz`` file next to a saved ``.keras`` model.
+The rewind point is kept by the :class:`kprune.Pruner` (see :mod:`kprune.pruning.rewind`).
 """
 
 from __future__ import annotations
 
-import numpy as np
-
+from kprune.callbacks.pruning_callback import PruningCallback
 from kprune.errors import KPruneError
-
-
-def _mask_ids(model) -> set:
-    from kprune.wrappers.wrap import find_wrappers
-    ids = set()
-    for w in find_wrappers(model):
-        ids.update(id(v) for v in w.masks.values())
-        ids.add(id(w.pruning_step))
-    return ids
-
-
-def _state(model) -> list:
-    skip = _mask_ids(model)
-    return [v for v in model.weights if id(v) not in skip]
-
-
-def snapshot(model) -> list:
-    """Copies of every weight of ``model`` except kprune masks and step counters."""
-    return [np.array(v.numpy(), copy=True) for v in _state(model)]
-
-
-def restore(model, values: list):
-    """Assigns a :func:`snapshot` back (masks are not touched; call ``apply_masks`` after)."""
-    state = _state(model)
-    if len(state) != len(values):
-        raise KPruneError(f"the rewind snapshot holds {len(values)} weights but model `{model.name}` has "
-                          f"{len(state)}: it was taken from another model.")
-    for v, x in zip(state, values):
-        v.assign(x)
-
-
-def reset_optimizer(optimizer, iterations: int = 0):
-    """Zeroes an optimizer's slots (momentum, Adam moments) and sets its step counter.
-
-    The learning-rate variable is kept; ``iterations`` restarts learning-rate schedules at
-    the rewind step, as the lottery-ticket experiments replay training from there.
-    """
-    keep = {id(optimizer.iterations)}
-    lr = getattr(optimizer, "_learning_rate", None)
-    if lr is not None and hasattr(lr, "assign"):
-        keep.add(id(lr))
-    for v in optimizer.variables:
-        if id(v) not in keep:
-            v.assign(np.zeros(tuple(v.shape), dtype=v.dtype))
-    optimizer.iterations.assign(int(iterations))
-
-
-def save_snapshot(values: list, path):
-    """Writes a rewind snapshot to ``path`` (``.npz``)."""
-    np.savez(path, *values)
-
-
-def load_snapshot(path) -> list:
-    """Reads a snapshot written by :func:`save_snapshot`."""
-    with np.load(path) as f:
-        return [f[f"arr_{i}"] for i in range(len(f.files))]
+from kprune.pruning.pruner import Pruner
 
 
 class LotteryTicket:
@@ -103,7 +45,6 @@ class LotteryTicket:
     """
 
     def __init__(self, model, data=None):
-        from kprune.pruner import Pruner
         self.pruner = Pruner(model, data=data)
         if self.pruner.schedule.name != "iterative":
             raise KPruneError("kprune.LotteryTicket needs `prune.schedule: {name: iterative, rounds: R}`. "
@@ -122,7 +63,6 @@ class LotteryTicket:
     def callback(self):
         """A :class:`kprune.PruningCallback` sharing this ticket's pruner (it counts steps and
         takes the late-rewinding snapshot at step k)."""
-        from kprune.callbacks import PruningCallback
         cb = PruningCallback()
         cb.pruner = self.pruner
         return cb

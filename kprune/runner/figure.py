@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 
 from kprune.errors import KPruneError
-from kprune.experiments import references as refs
-from kprune.experiments.results import latency_threads, load_results, mean_std, value
+from kprune.runner import references as refs
+from kprune.runner.results import latency_threads, load_results, mean_std, value
 
 MARKERS = "osD^vPdXp<>h"  # no "*": the star is the dense model
 PANELS = (("params", "parameters"), ("flops", "FLOPs (= 2 × MACs)"), ("latency_ms", "TFLite latency, ms"))
@@ -53,7 +53,7 @@ def plot(results_dir, out=None, logx: bool = False, references=("auto",), thread
         logx: log-scale x axes (default False).
         references: reference point sources: ``"auto"`` (NNI's published CIFAR-10 curves
             when the sweep's model and dataset match them), ``"nni"`` (always), or paths to
-            CSV files in the documented format (``kprune/experiments/anchors/README.md``).
+            CSV files in the documented format (``kprune/runner/anchors/README.md``).
         threads: the latency panel's benchmark thread count (default: the smallest measured).
         formats: image formats to write (default PNG and SVG).
 
@@ -61,7 +61,7 @@ def plot(results_dir, out=None, logx: bool = False, references=("auto",), thread
         The written file paths.
 
     Example:
-        >>> kprune.experiments.plot("runs/tiny", logx=True)
+        >>> kprune.runner.plot("runs/tiny", logx=True)
         ['runs/tiny/comparison.png', 'runs/tiny/comparison.svg']
     """
     try:

@@ -1,4 +1,4 @@
-"""Channel labels and their union-find: the state behind :func:`kprune.graph.groups`.
+"""Channel labels and their union-find: the state behind :func:`kprune.graph.analysis.groups`.
 
 Every channel position of every tensor gets an integer label; labels that must be pruned
 together are united; labels that must not be pruned carry a reason; and every weight slice a

@@ -16,7 +16,7 @@ import copy
 def width_count(name: str, input_shape, num_classes: int, width: float, measure: str) -> int:
     """``params`` or ``flops`` of zoo model ``name`` at ``width``."""
     from kprune import models
-    from kprune.counting import count
+    from kprune.counting.counter import count
     c = count(models.get(name, input_shape=tuple(input_shape), num_classes=num_classes, width=width))
     return int(c.params if measure == "params" else c.flops)
 
@@ -69,9 +69,9 @@ def sparsity_reference(dense, base_raw: dict, sparsity: float, measure: str) -> 
     """Count of the compacted model that the base recipe's pruning at ``sparsity`` gives, with
     the ``l1`` criterion and no search (the architecture a layerwise pruner reaches)."""
     import kprune
-    from kprune.counting import count
-    from kprune.experiments.sweep import _with_sparsity
-    from kprune.recipe import Recipe
+    from kprune.counting.counter import count
+    from kprune.runner.sweep import _with_sparsity
+    from kprune.config.recipe import Recipe
     prune = copy.deepcopy(base_raw.get("prune") or {})
     prune.pop("search", None)
     prune["criterion"] = "l1"

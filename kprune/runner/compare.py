@@ -14,7 +14,7 @@ Cells run in three phases — dense models, then pruners and uniform-width model
 scratch models (which need their pruned architecture) — each over a pool of ``jobs``
 worker processes (``spawn``). A cell whose
 ``result.json`` is complete is skipped; a cell that stopped part-way is resumed from its
-checkpoints (``kprune.pipeline``'s resume). A failed cell is recorded with its traceback
+checkpoints (``kprune.runner.pipeline``'s resume). A failed cell is recorded with its traceback
 (``error.txt``) and does not stop the others.
 """
 
@@ -29,8 +29,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
 from kprune.errors import KPruneError
-from kprune.experiments.cells import read_result, run_cell
-from kprune.experiments.sweep import Sweep, cell_recipe, no_prune
+from kprune.runner.cells import read_result, run_cell
+from kprune.runner.sweep import Sweep, cell_recipe, no_prune
 from kprune.io import atomic_write_json
 
 log = logging.getLogger("kprune")
@@ -45,7 +45,7 @@ def target_label(kind: str, value: float) -> str:
 
 
 def plan(sweep: Sweep, out_dir: str, resume: bool = True) -> list:
-    """The cells of a sweep as specs for :func:`kprune.experiments.cells.run_cell`, in phase order.
+    """The cells of a sweep as specs for :func:`kprune.runner.cells.run_cell`, in phase order.
 
     Returns:
         A list of three lists (dense, pruners + uniform-width, scratch).
@@ -110,11 +110,11 @@ def compare(sweep, out_dir, jobs: int = 1, resume: bool = True, verbose: int = 1
     cell is reported failed with this hint).
 
     Example:
-        >>> from kprune.experiments import compare
+        >>> from kprune.runner import compare
         >>> if __name__ == "__main__":
         ...     report = compare("recipes/compare/tiny.yaml", "runs/tiny", jobs=2)
     """
-    from kprune.experiments.results import write_summary
+    from kprune.runner.results import write_summary
 
     sweep = Sweep.load(sweep, overrides=overrides)
     if not isinstance(jobs, int) or jobs < 1:
@@ -185,7 +185,7 @@ def _recycle() -> dict:
 
 
 def _init(threads):
-    from kprune.experiments.cells import init_worker
+    from kprune.runner.cells import init_worker
     init_worker(threads)
 
 
@@ -213,7 +213,7 @@ def _check_same_recipe(spec: dict):
     path = os.path.join(spec["out"], "state.json")
     if not os.path.exists(path):
         return
-    from kprune.recipe import Recipe
+    from kprune.config.recipe import Recipe
     with open(path, encoding="utf-8") as f:
         stored = json.load(f).get("recipe")
     if stored != Recipe.coerce(spec["recipe"]).to_dict():

@@ -25,9 +25,9 @@ import json
 import os
 
 
-from kprune import schema as S
+from kprune.config import schema as S
 from kprune.errors import RecipeError
-from kprune.recipe import Recipe, apply_overrides
+from kprune.config.recipe import Recipe, apply_overrides
 
 F = S.Field
 
@@ -153,7 +153,7 @@ class Sweep:
             return cls(copy.deepcopy(value), overrides=overrides)
         if not isinstance(value, (str, os.PathLike)):
             raise RecipeError("", "a sweep must be a path to a YAML file, YAML text or a mapping.", value)
-        from kprune.recipe import read_yaml
+        from kprune.config.recipe import read_yaml
         data, lines, source = read_yaml(value, "sweep")
         return cls(data, source=source, lines=lines, overrides=overrides)
 
@@ -190,7 +190,7 @@ def _check_set(value, path: str, lines: dict) -> dict:
 
 
 def overrides(settings: dict) -> list:
-    """``{dotted.key: value}`` as ``key=value`` strings for :func:`kprune.recipe.apply_overrides`
+    """``{dotted.key: value}`` as ``key=value`` strings for :func:`kprune.config.recipe.apply_overrides`
     (values written as JSON, which YAML reads back exactly)."""
     return [f"{k}={json.dumps(v)}" for k, v in settings.items()]
 

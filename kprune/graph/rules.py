@@ -1,4 +1,4 @@
-"""How each Keras layer moves channels: the rules behind :func:`kprune.graph.groups`.
+"""How each Keras layer moves channels: the rules behind :func:`kprune.graph.analysis.groups`.
 
 Every tensor carries one integer *label* per position of its last (channel) axis; two
 positions with the same label (after union-find) are the same prunable channel. A rule
@@ -24,8 +24,8 @@ from keras.src.layers.convolutional.base_separable_conv import BaseSeparableConv
 from keras.src.layers.pooling.base_global_pooling import BaseGlobalPooling
 from keras.src.layers.pooling.base_pooling import BasePooling
 
-from kprune.graph_state import ChannelState, TInfo, Touch  # noqa: F401 - re-exported
-from kprune.graph_walk import unwrap
+from kprune.graph.state import ChannelState, TInfo, Touch  # noqa: F401 - re-exported
+from kprune.graph.walk import unwrap
 
 L = keras.layers
 

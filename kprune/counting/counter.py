@@ -60,7 +60,7 @@ import math
 import keras
 import numpy as np
 
-from kprune import counting_rules as rules
+from kprune.counting import rules as rules
 from kprune.errors import GraphError
 
 L = keras.layers

@@ -1,6 +1,6 @@
 """Reading and writing whole channel groups: which channels are gone, and removing them.
 
-A channel of a :class:`~kprune.graph.ChannelGroup` is *removable* (``compact`` may delete
+A channel of a :class:`~kprune.graph.analysis.ChannelGroup` is *removable* (``compact`` may delete
 it without changing the model's function) when
 
 1. every producer slice of it is exactly zero (conv filter and bias, Dense column...), and
@@ -20,7 +20,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from kprune.graph_walk import unwrap
+from kprune.graph.walk import unwrap
 
 #: BatchNorm statistics never decide whether a channel is zero.
 STATISTICS = ("moving_mean", "moving_variance")
@@ -53,7 +53,7 @@ def member_zero(member, cache: dict | None = None) -> np.ndarray:
     """Per group channel: whether this member's slice is exactly zero.
 
     Args:
-        member: a :class:`~kprune.graph.Member`.
+        member: a :class:`~kprune.graph.analysis.Member`.
         cache: optional dict reused across calls to avoid reading a weight twice.
 
     Returns:
@@ -75,7 +75,7 @@ def channel_mask_from_weights(group, model=None, cache: dict | None = None) -> n
     """Return which channels of ``group`` are already removable (all-zero, see module doc).
 
     Args:
-        group: a :class:`~kprune.graph.ChannelGroup`.
+        group: a :class:`~kprune.graph.analysis.ChannelGroup`.
         model: unused; accepted so callers can pass the model for symmetry.
         cache: optional dict shared across groups to read each weight once.
 
@@ -125,7 +125,7 @@ def apply_group_mask(group, keep, soft: bool = False) -> None:
     (layer, weight) mask is written once, even when several members share it.
 
     Args:
-        group: a :class:`~kprune.graph.ChannelGroup`.
+        group: a :class:`~kprune.graph.analysis.ChannelGroup`.
         keep: bool array ``[group.size]``; False channels are pruned.
         soft: soft filter pruning: only the producers' kernels are masked, and this group's
             kept channels are re-enabled (other groups' indices are untouched), so pruned
@@ -169,7 +169,7 @@ def zero_channels(group, keep, consumers: str = "required") -> None:
     (BatchNorm gamma and beta, not its statistics) are zeroed, and consumers as chosen.
 
     Args:
-        group: a :class:`~kprune.graph.ChannelGroup`.
+        group: a :class:`~kprune.graph.analysis.ChannelGroup`.
         keep: bool array ``[group.size]``; False channels are zeroed.
         consumers: ``"required"`` (default) zeroes only consumers marked
             ``requires_zero``; ``"all"`` zeroes every consumer slice; ``"none"`` none.

@@ -2,8 +2,8 @@
 
 Nested functional and Sequential models are inlined: their inner layers appear as calls of
 the outer graph, and their inner tensors are aliased to the outer tensors they stand for.
-Both the channel analysis (:mod:`kprune.graph`) and the model rebuild
-(:mod:`kprune.surgery`) walk the graph through this one module, so they always agree on
+Both the channel analysis (:mod:`kprune.graph.analysis`) and the model rebuild
+(:mod:`kprune.graph.surgery`) walk the graph through this one module, so they always agree on
 what a tensor is.
 
 Tensors are identified by *keys*: ``(call_path, id(keras_tensor))`` where ``call_path`` is

@@ -28,7 +28,7 @@ import time
 import keras
 
 from kprune.io import append_jsonl, atomic_write_json, save_model_atomic
-from kprune.recipe import Recipe
+from kprune.config.recipe import Recipe
 
 log = logging.getLogger("kprune")
 
@@ -96,7 +96,7 @@ class Run:
 
 def _fit_epochs(run: Run, model, section: str, cfg: dict, callbacks=(), make_model=None):
     """Trains epoch by epoch with a checkpoint after each; resumes from the last one."""
-    from kprune import training
+    from kprune.runner import training
     epochs = cfg["epochs"]
     ckpt = run.path(f"ckpt/{section}.keras")
     info = run.state["stages"].get(section, {})
@@ -149,11 +149,12 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
         verbose: 0 silences Keras' per-epoch lines.
 
     Example:
-        >>> result = kprune.pipeline.run("recipes/quickstart.yaml", "runs/quickstart")
+        >>> result = kprune.runner.pipeline.run("recipes/quickstart.yaml", "runs/quickstart")
     """
     import kprune
-    from kprune import counting, training
-    from kprune.pruner import Pruner
+    from kprune import counting
+    from kprune.runner import training
+    from kprune.pruning.pruner import Pruner
 
     recipe = Recipe.coerce(recipe)
     if overrides:
@@ -255,8 +256,8 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
 def _recalibrate(r: Run, pruned, test):
     """With ``prune.recalibrate_bn: N``, re-estimates the pruned model's BatchNorm statistics on
     N training batches (in place) and returns its test accuracy; None when off."""
-    from kprune import training
-    from kprune.batchnorm import recalibrate_bn
+    from kprune.runner import training
+    from kprune.pruning.batchnorm import recalibrate_bn
     n = r.recipe.prune["recalibrate_bn"]
     if not n:
         return None

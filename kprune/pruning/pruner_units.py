@@ -1,16 +1,16 @@
 """Parts of the :class:`kprune.Pruner`: statistics per update, and the per-layer mask updates.
 
 Data-driven criteria get their activations and gradients collected once per mask update
-(:mod:`kprune.statistics`). Filter granularity goes through channel groups
+(:mod:`kprune.pruning.statistics`). Filter granularity goes through channel groups
 (``Pruner._update_filters``); the other granularities (weight, channel, n:m, block) mask
-each selected layer's own kernels, as described in :mod:`kprune.granularity`.
+each selected layer's own kernels, as described in :mod:`kprune.pruning.granularity`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from kprune import allocation, granularity
+from kprune.pruning import allocation, granularity
 from kprune.errors import KPruneError, RecipeError, UnsupportedLayerError
 from kprune.wrappers.prune_wrapper import KERNEL_WEIGHTS, PruneWrapper, weight_attributes
 
@@ -22,7 +22,7 @@ class LayerUnits:
 
     # -- statistics ---------------------------------------------------------------------------
     def _statistics(self, jobs) -> dict:
-        from kprune import statistics
+        from kprune.pruning import statistics
         stats = {"activations": {}, "gradients": {}}
         act_layers, grad_vars = {}, {}
         for entry, kind, params, crit, members, units in jobs:
@@ -66,7 +66,7 @@ class LayerUnits:
     def _layer(self, name):
         if name in self._by_name:
             return self._by_name[name]
-        from kprune.selectors import flatten_layers
+        from kprune.wrappers.selectors import flatten_layers
         return next(l for l in flatten_layers(self.model) if l.name == name)
 
     def _stats_for(self, stats, crit, name, attr) -> dict:

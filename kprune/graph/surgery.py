@@ -1,7 +1,7 @@
 """``compact``: rebuild a model with its pruned filters and channels physically removed.
 
 For every prunable channel group, the channels whose weights are already zero (see
-:func:`kprune.group_masks.channel_mask_from_weights`) are deleted from every member weight:
+:func:`kprune.graph.masks.channel_mask_from_weights`) are deleted from every member weight:
 producer filters and biases, follower parameters (BatchNorm gamma/beta/moving statistics,
 depthwise kernels), consumer input slices (conv input channels, Dense rows after Flatten).
 Layers get reduced ``filters``/``units``; everything else is copied unchanged. Weight-level
@@ -19,10 +19,10 @@ import numpy as np
 from keras import tree
 
 from kprune.errors import GraphError
-from kprune.graph import analyze
-from kprune.graph_rules import SCALE_FOLLOWERS
-from kprune.graph_walk import fill_in, flat_outputs, unwrap
-from kprune.group_masks import channel_mask_from_weights, masked_value
+from kprune.graph.analysis import analyze
+from kprune.graph.rules import SCALE_FOLLOWERS
+from kprune.graph.walk import fill_in, flat_outputs, unwrap
+from kprune.graph.masks import channel_mask_from_weights, masked_value
 
 L = keras.layers
 
@@ -31,7 +31,7 @@ def plan_removal(analysis, min_channels: int = 1):
     """Decide which channels go.
 
     Args:
-        analysis: the model's :class:`~kprune.graph.Analysis`.
+        analysis: the model's :class:`~kprune.graph.analysis.Analysis`.
         min_channels: channels kept in a group whose channels are all zero (default 1),
             so no layer ends with zero filters.
 
@@ -73,7 +73,7 @@ def _new_config(call, layer, analysis, removed) -> dict:
     in_n = _kept_count(analysis, removed, call.in_keys[0]) if call.in_keys else None
     orig_in = len(analysis.infos[call.in_keys[0]].labels) if call.in_keys else None
     name = type(layer).__name__
-    from kprune.graph_rules import BaseConv, BaseConvTranspose, BaseSeparableConv
+    from kprune.graph.rules import BaseConv, BaseConvTranspose, BaseSeparableConv
 
     if isinstance(layer, (BaseConv, BaseConvTranspose, BaseSeparableConv)):
         cfg["filters"] = out_n

@@ -6,7 +6,7 @@ cost of a training step on small models. For the common case, *level* (|w|) crit
 ``weight`` granularity, per-layer targets, hard pruning, this module does the whole update in
 one ``tf.function`` call that never leaves the TensorFlow runtime.
 
-It computes exactly the masks of the host path (:func:`kprune.allocation.weight_mask`):
+It computes exactly the masks of the host path (:func:`kprune.pruning.allocation.weight_mask`):
 already-pruned weights are pruned first (by position), then the ``k − frozen`` smallest
 ``|w|`` among the others, ties broken by position. Because hard-pruned weights stay pruned,
 each step only has to *add* the few weights the schedule's sparsity grew by, which
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kprune import allocation
+from kprune.pruning import allocation
 
 
 def eligible(pruner) -> bool:

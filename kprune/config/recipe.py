@@ -20,7 +20,7 @@ import re
 
 import yaml
 
-from kprune import schema as S
+from kprune.config import schema as S
 from kprune.errors import RecipeError
 
 F = S.Field
@@ -49,7 +49,7 @@ def _search_check(value, path, lines):
 
 
 def _granularity_check(value):
-    from kprune import granularity
+    from kprune.pruning import granularity
     return granularity.check(value)
 
 
@@ -173,7 +173,7 @@ def _check_entries(prune: dict, lines: dict, explicit_scope=None):
                                   explicit_scope, line=lines.get("prune.scope"))
             scope = crit.scope
         if crit is not None:
-            from kprune import granularity
+            from kprune.pruning import granularity
             kind = granularity.parse(entry["granularity"] or prune["granularity"])[0]
             if kind not in crit.granularities:
                 p = f"{path}.granularity" if entry["granularity"] else "prune.granularity"

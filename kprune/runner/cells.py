@@ -79,7 +79,7 @@ def run_cell(spec: dict) -> dict:
             recipe, extra = spec["recipe"], {}
         if recipe is None:
             return {"id": spec["id"], "status": "skipped", "reason": extra["reason"]}
-        from kprune import pipeline
+        from kprune.runner import pipeline
         resume = spec["resume"] and os.path.exists(os.path.join(out, "state.json"))
         result = pipeline.run(recipe, out, resume=resume, verbose=0)
         result = finalize(result, spec, extra)
@@ -122,8 +122,8 @@ def finalize(result: dict, spec: dict, extra: dict) -> dict:
 
 def _total_budget_recipe(base_raw: dict, seed: int, model: dict) -> dict:
     """A no-prune recipe that trains ``model`` for ``train.epochs + finetune.epochs`` epochs."""
-    from kprune.experiments.sweep import no_prune
-    from kprune.recipe import Recipe
+    from kprune.runner.sweep import no_prune
+    from kprune.config.recipe import Recipe
     base = Recipe(base_raw)
     epochs = base.train["epochs"] + base.finetune["epochs"]
     data = no_prune(base_raw)
@@ -137,10 +137,10 @@ def _uniform_width_recipe(spec: dict):
     import keras
 
     from kprune import data
-    from kprune.counting import count
-    from kprune.experiments import baselines
+    from kprune.counting.counter import count
+    from kprune.runner import baselines
     from kprune.models.registry import lookup
-    from kprune.recipe import Recipe
+    from kprune.config.recipe import Recipe
 
     base = Recipe(spec["base"])
     m = dict(base.model)
@@ -173,7 +173,7 @@ def _uniform_width_recipe(spec: dict):
 def _scratch_recipe(spec: dict):
     import keras
 
-    from kprune.experiments import baselines
+    from kprune.runner import baselines
     from kprune.io import save_model_atomic
 
     source = read_result(spec["source_out"])

@@ -1,6 +1,6 @@
 """A small declarative schema for recipes: types, allowed values, defaults, key paths.
 
-Every field is described once here; :mod:`kprune.recipe` validates against it and fills
+Every field is described once here; :mod:`kprune.config.recipe` validates against it and fills
 defaults. Errors name the dotted key path, the value received and what is allowed.
 """
 

@@ -46,10 +46,10 @@ class Registry:
         """Validates a ``{name: ..., **keys}`` config against the named member's schema.
 
         A bare string is read as ``{"name": value}``. The member class gives its
-        :class:`kprune.schema.Section` (``schema(cls)``) and cross-field ``check``; errors name
+        :class:`kprune.config.schema.Section` (``schema(cls)``) and cross-field ``check``; errors name
         the key path and, for YAML, the line.
         """
-        from kprune import schema as S
+        from kprune.config import schema as S
         lines = lines or {}
         if isinstance(value, str):
             value = {"name": value}

@@ -161,7 +161,7 @@ class Source:
 
 
 def _type(op) -> str:
-    from kprune.graph_walk import unwrap
+    from kprune.graph.walk import unwrap
     return type(unwrap(op)).__name__
 
 
@@ -178,7 +178,7 @@ def activation_sources(model, names) -> dict:
     Returns:
         ``{name: Source}``.
     """
-    from kprune.graph_walk import flatten_graph, unwrap
+    from kprune.graph.walk import flatten_graph, unwrap
 
     flat = flatten_graph(model)
     consumers = {}
@@ -221,7 +221,7 @@ def _graph_runner(model, keys):
     import tensorflow as tf
     from keras import tree
 
-    from kprune.graph_walk import fill_in, flat_outputs, flatten_graph
+    from kprune.graph.walk import fill_in, flat_outputs, flatten_graph
 
     flat = flatten_graph(model)
     wanted = set(keys)

@@ -15,8 +15,8 @@ training loops:
 
 Masked weights stay zero after every optimizer step because each masked variable carries a
 mask constraint (see :mod:`kprune.wrappers.prune_wrapper`). Criteria that need activations
-or gradients read them from ``data`` (see :mod:`kprune.statistics`); the granularities are
-described in :mod:`kprune.granularity`.
+or gradients read them from ``data`` (see :mod:`kprune.pruning.statistics`); the granularities are
+described in :mod:`kprune.pruning.granularity`.
 """
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ import weakref
 
 import numpy as np
 
-from kprune import allocation, criteria, fast_update, granularity, lottery, schedules
+from kprune import criteria, schedules
+from kprune.pruning import allocation, fast_update, granularity, rewind
 from kprune.errors import GraphError, KPruneError, RecipeError
-from kprune.group_masks import apply_group_mask
-from kprune.pruner_units import LayerUnits
+from kprune.graph.masks import apply_group_mask
+from kprune.pruning.pruner_units import LayerUnits
 from kprune.wrappers.prune_wrapper import PruneWrapper
 from kprune.wrappers.wrap import find_wrappers
 
@@ -155,7 +156,7 @@ class Pruner(LayerUnits):
     # -- lottery ticket ---------------------------------------------------------------------
     def snapshot(self):
         """Stores the current weights as the rewind point (lottery ticket)."""
-        self.rewind_weights = lottery.snapshot(self.model)
+        self.rewind_weights = rewind.snapshot(self.model)
         return self.rewind_weights
 
     def rewind(self, optimizer="auto"):
@@ -169,15 +170,15 @@ class Pruner(LayerUnits):
                 f"no rewind point stored for model `{self.model.name}` at pruning step {self.step}: the "
                 "iterative schedule snapshots the weights when training passes the rewind step "
                 f"({self.schedule_rewind_step()}), and a model reloaded from a .keras file after that "
-                "has lost it. Save it with kprune.lottery.save_snapshot(pruner.rewind_weights, path) and "
-                "restore it with pruner.rewind_weights = kprune.lottery.load_snapshot(path), or call "
+                "has lost it. Save it with kprune.pruning.rewind.save_snapshot(pruner.rewind_weights, path) and "
+                "restore it with pruner.rewind_weights = kprune.pruning.rewind.load_snapshot(path), or call "
                 "pruner.snapshot() to rewind to the current weights.")
-        lottery.restore(self.model, self.rewind_weights)
+        rewind.restore(self.model, self.rewind_weights)
         for w in self.wrappers:
             w.apply_masks()
         opt = getattr(self.model, "optimizer", None) if optimizer == "auto" else optimizer
         if opt is not None and getattr(opt, "built", False):
-            lottery.reset_optimizer(opt, iterations=self.schedule_rewind_step())
+            rewind.reset_optimizer(opt, iterations=self.schedule_rewind_step())
 
     def schedule_rewind_step(self) -> int:
         return self.schedule.rewind_step if self.schedule.name == "iterative" else 0

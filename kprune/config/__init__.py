@@ -1,0 +1,1 @@
+"""What to prune: the recipe, its schema and the name registries, validated before anything runs."""
