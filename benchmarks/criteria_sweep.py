@@ -125,7 +125,7 @@ def compile_sgd(model, lr, steps=None):
 
 def evaluate(model, test) -> float:
     """Top-1 accuracy in inference mode, run eagerly on a list of batches (no tracing cost)."""
-    from kprune.runner.training import accuracy
+    from kprune.models.training import accuracy
     return accuracy(model, test)
 
 

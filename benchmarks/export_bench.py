@@ -112,7 +112,7 @@ def section_sparse(args, folder, results):
 
 def section_int8(args, folder, results):
     from kprune.data import load
-    from kprune.runner.training import accuracy, compile_model
+    from kprune.models.training import accuracy, compile_model
 
     print("\n## int8 accuracy on Fashion-MNIST (LeNet-5)\n")
     take = 6000 if args.quick else None

@@ -62,7 +62,7 @@ ALGORITHM_OPTIONS = {
 def _train(model, recipe, section, seed):
     import keras
     from kprune import data
-    from kprune.runner import training
+    from kprune.models import training
     cfg = getattr(recipe, section)
     ds = data.load("fashion_mnist", split="train", batch_size=128, shuffle=True, seed=seed,
                    take=recipe.data["take"], validation_fraction=0.1)
@@ -78,7 +78,7 @@ def run(args):
 
     import kprune
     from kprune import data, search
-    from kprune.runner import training
+    from kprune.models import training
 
     test = data.load("fashion_mnist", split="test", batch_size=256, shuffle=False, take=args.test_take)
     rows = []

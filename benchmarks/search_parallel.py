@@ -29,7 +29,7 @@ def _dense(args):
 
     import kprune
     from kprune import data
-    from kprune.runner import training
+    from kprune.models import training
 
     path = os.path.join(args.work, f"dense_{args.model}_{args.width}.keras")
     if os.path.exists(path):

@@ -16,6 +16,8 @@ import warnings
 from dataclasses import asdict, dataclass
 
 from kprune.errors import ExportError, KPruneError
+from kprune.graph.walk import MaskedLayer
+from kprune.wrappers.wrap import strip
 from kprune.io import atomic_write_bytes
 from kprune.export.calibration import DEFAULT_CALIBRATION_SAMPLES, representative_samples
 
@@ -148,9 +150,7 @@ def _all_layers(model):
 
 
 def _is_prune_wrapper(layer) -> bool:
-    import keras
-
-    return isinstance(layer, keras.layers.Wrapper) and bool(getattr(layer, "masks", None))
+    return isinstance(layer, MaskedLayer)
 
 
 def has_prune_wrappers(model) -> bool:
@@ -162,13 +162,6 @@ def strip_wrappers(model):
     """Returns ``model`` with kprune wrappers removed (via kprune.wrappers.strip), else itself."""
     if not has_prune_wrappers(model):
         return model
-    try:
-        from kprune.wrappers import strip
-    except ImportError as err:
-        raise ExportError(
-            "The model contains kprune prune wrappers, which are never exported, but "
-            f"kprune.wrappers.strip could not be imported ({err}). Strip the model first."
-        ) from err
     return strip(model)
 
 

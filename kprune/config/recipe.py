@@ -20,36 +20,31 @@ import re
 
 import yaml
 
+from kprune.config import granularity
 from kprune.config import schema as S
+from kprune.config.registry import CRITERIA, SCHEDULES, SEARCHES
 from kprune.errors import RecipeError
 
 F = S.Field
 
 
-def _registry_check(family: str):
-    def check(value):
-        from kprune import criteria, schedules  # noqa: F401  (registries fill on import)
-        names = {"criterion": criteria.names}[family]()
-        if value not in names:
-            return f"unknown {family}. Allowed: {sorted(names)}."
-        return None
-    return check
+def _criterion_check(value):
+    if value not in CRITERIA:
+        return f"unknown criterion. Allowed: {CRITERIA.names()}."
+    return None
 
 
 def _schedule_check(value, path, lines):
-    from kprune import schedules
-    return schedules.validate(value, path, lines)
+    return SCHEDULES.validate(value, path, lines)
 
 
 def _search_check(value, path, lines):
     if value is None:
         return None
-    from kprune import search
-    return search.validate(value, path, lines)
+    return SEARCHES.validate(value, path, lines, schema=lambda cls: cls.schema(), nullable=True)
 
 
 def _granularity_check(value):
-    from kprune.pruning import granularity
     return granularity.check(value)
 
 
@@ -107,7 +102,7 @@ CONFIG_ENTRY = S.Section({
 }, doc="one NNI-style config_list entry")
 
 PRUNE = S.Section({
-    "criterion": F("str", "level", doc="importance criterion", check=_registry_check("criterion")),
+    "criterion": F("str", "level", doc="importance criterion", check=_criterion_check),
     "granularity": F("str", "weight", check=_granularity_check, doc="what a pruned unit is"),
     "block_shape": F("list", [1, 4], item=F("int"), check=_block_shape_check,
                      doc="block granularity: [rows, cols] tile of the kernel's (inputs, outputs) view"),
@@ -151,7 +146,6 @@ ROOT = S.Section({
 
 
 def _check_entries(prune: dict, lines: dict, explicit_scope=None):
-    from kprune import criteria
     for i, entry in enumerate(prune["config_list"]):
         path = f"prune.config_list[{i}]"
         if not (entry["op_types"] or entry["op_names"] or entry["op_names_re"]):
@@ -164,7 +158,7 @@ def _check_entries(prune: dict, lines: dict, explicit_scope=None):
             raise RecipeError(path, "needs exactly one of `sparsity` (per layer) or `total_sparsity` "
                               "(all matched layers together, global scope).", entry, line=lines.get(path))
         name = entry["criterion"] or prune["criterion"]
-        crit = criteria.get(name, f"{path}.criterion") if name in criteria.names() else None
+        crit = CRITERIA.lookup(name, f"{path}.criterion")() if name in CRITERIA else None
         scope = prune["scope"]
         if crit is not None and crit.scope is not None:
             if explicit_scope is not None and explicit_scope != crit.scope:
@@ -173,7 +167,6 @@ def _check_entries(prune: dict, lines: dict, explicit_scope=None):
                                   explicit_scope, line=lines.get("prune.scope"))
             scope = crit.scope
         if crit is not None:
-            from kprune.pruning import granularity
             kind = granularity.parse(entry["granularity"] or prune["granularity"])[0]
             if kind not in crit.granularities:
                 p = f"{path}.granularity" if entry["granularity"] else "prune.granularity"
@@ -183,9 +176,9 @@ def _check_entries(prune: dict, lines: dict, explicit_scope=None):
             raise RecipeError(f"{path}.total_sparsity", "is only meaningful with `prune.scope: global`; "
                               "use `sparsity` for layerwise pruning or set scope: global.",
                               entry["total_sparsity"], line=lines.get(f"{path}.total_sparsity"))
-        if entry["criterion"] is not None and entry["criterion"] not in criteria.names():
+        if entry["criterion"] is not None and entry["criterion"] not in CRITERIA:
             p = f"{path}.criterion"
-            raise RecipeError(p, f"unknown criterion. Allowed: {sorted(criteria.names())}.",
+            raise RecipeError(p, f"unknown criterion. Allowed: {CRITERIA.names()}.",
                               entry["criterion"], line=lines.get(p))
         for j, rx in enumerate(entry["op_names_re"] or []):
             try:

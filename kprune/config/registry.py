@@ -1,12 +1,17 @@
 """Name → object registries, one per family (criteria, schedules, searches).
 
-Each family module owns a :class:`Registry`; new members register with its decorator and
-are found by ``get(name)`` from YAML. Unknown names raise a :class:`RecipeError` listing the
+The families (:data:`CRITERIA`, :data:`SCHEDULES`, :data:`SEARCHES`) live here, below the
+packages that fill them: a member registers with the family's decorator when its module is
+imported, and the first lookup of a name imports the family's package, so the recipe validates
+names without importing the families (see ``docs/architecture.md``). Unknown names raise a :class:`RecipeError` listing the
 known ones.
 """
 
 from __future__ import annotations
 
+import importlib
+
+from kprune.config import schema as S
 from kprune.errors import RecipeError
 
 
@@ -22,9 +27,17 @@ class Registry:
         ... def level(weights): ...
     """
 
-    def __init__(self, family: str):
+    def __init__(self, family: str, package: str | None = None):
         self.family = family
+        self.package = package
         self._items = {}
+        self._loaded = package is None
+
+    def _load(self):
+        """Imports the family's package once, so that its members have registered."""
+        if not self._loaded:
+            self._loaded = True
+            importlib.import_module(self.package)
 
     def register(self, name: str):
         def deco(obj):
@@ -35,9 +48,11 @@ class Registry:
         return deco
 
     def names(self) -> list:
+        self._load()
         return sorted(self._items)
 
     def lookup(self, name, path: str = ""):
+        self._load()
         if isinstance(name, str) and name in self._items:
             return self._items[name]
         raise RecipeError(path or self.family, f"unknown {self.family}. Allowed: {self.names()}.", name)
@@ -49,7 +64,6 @@ class Registry:
         :class:`kprune.config.schema.Section` (``schema(cls)``) and cross-field ``check``; errors name
         the key path and, for YAML, the line.
         """
-        from kprune.config import schema as S
         lines = lines or {}
         if isinstance(value, str):
             value = {"name": value}
@@ -62,4 +76,11 @@ class Registry:
         return out
 
     def __contains__(self, name):
+        self._load()
         return name in self._items
+
+
+#: the plug-in families, each filled by its package's modules as they are imported
+CRITERIA = Registry("criterion", "kprune.criteria")
+SCHEDULES = Registry("schedule", "kprune.schedules")
+SEARCHES = Registry("search", "kprune.search")

@@ -11,11 +11,10 @@ Example:
     array([4., 2.])
 """
 
-from kprune.config.registry import Registry
+from kprune.config.registry import CRITERIA as _REGISTRY
 from kprune.criteria.base import ALL, ELEMENTWISE, STRUCTURED, Criterion
 
-_REGISTRY = Registry("criterion")
-register = _REGISTRY.register
+from kprune.criteria.base import register  # noqa: E402
 names = _REGISTRY.names
 
 from kprune.criteria import (activation, fpgm, magnitude, random, shrinkbench, slim,  # noqa: E402,F401
@@ -23,9 +22,11 @@ from kprune.criteria import (activation, fpgm, magnitude, random, shrinkbench, s
 
 
 def get(identifier, path: str = "prune.criterion") -> Criterion:
-    """Resolves a criterion name (or instance) to a :class:`Criterion` instance."""
+    """Resolves a criterion name, a ``get_config()`` dict or an instance to a :class:`Criterion`."""
     if isinstance(identifier, Criterion):
         return identifier
+    if isinstance(identifier, dict):
+        return _REGISTRY.lookup(identifier.get("name"), f"{path}.name").from_config(identifier)
     return _REGISTRY.lookup(identifier, path)()
 
 

@@ -18,6 +18,10 @@ Higher score = more important = kept. Statistics arrive as keyword arguments:
 from __future__ import annotations
 
 from kprune.errors import KPruneError, RecipeError
+from kprune.config.registry import CRITERIA
+
+#: decorator registering a member of the family by name
+register = CRITERIA.register
 
 #: granularities built from elementwise scores.
 ELEMENTWISE = ("weight", "n:m", "block")
@@ -47,6 +51,19 @@ class Criterion:
     batches = None
     paper = ""
 
+    @classmethod
+    def from_config(cls, config: dict) -> "Criterion":
+        """A criterion from :meth:`get_config`'s output (criteria take no arguments)."""
+        extra = sorted(k for k in config if k != "name")
+        if extra:
+            raise RecipeError("prune.criterion", f"criterion `{cls.name}` takes no settings; remove "
+                              f"{extra}.", config)
+        return cls()
+
+    def get_config(self) -> dict:
+        """``{"name": ...}``: the registry name (criteria take no arguments)."""
+        return {"name": self.name}
+
     def __call__(self, kernel, axis=None, **stats):
         """Scores ``kernel``: elementwise if ``axis`` is None, else one score per index of ``axis``."""
         raise TypeError(f"{type(self).__name__} must define __call__(kernel, axis=None, **stats).")
@@ -67,6 +84,19 @@ class Criterion:
             raise RecipeError("prune.scope", f"criterion `{self.name}` is {self.scope} by definition "
                               f"({self.paper or 'see docs/criteria.md'}); remove `scope` or set "
                               f"scope: {self.scope}.", scope)
+
+    def install(self, groups, plan: dict) -> int:
+        """Training-time hook, run when pruning starts: e.g. a sparsity penalty on the weights
+        the criterion reads (``slim``). Default: nothing.
+
+        Args:
+            groups: the channel groups this criterion prunes (``filter`` granularity).
+            plan: the recipe's ``prune`` settings.
+
+        Returns:
+            How many variables changed (a compiled train step is rebuilt when > 0).
+        """
+        return 0
 
     def __repr__(self):
         return f"<criterion {self.name}>"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kprune.criteria import register
+from kprune.criteria.base import register
 from kprune.criteria.base import ELEMENTWISE, Criterion, reduce_axis
 
 

@@ -6,7 +6,7 @@ import zlib
 
 import numpy as np
 
-from kprune.criteria import register
+from kprune.criteria.base import register
 from kprune.criteria.base import Criterion
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from kprune.criteria import register
+from kprune.criteria.base import register
 from kprune.criteria.base import Criterion, require
 
 
@@ -34,6 +34,15 @@ class Slim(Criterion):
     needs = ("bn",)
     scope = "global"
     paper = "Liu et al. 2017, Learning Efficient Convolutional Networks through Network Slimming"
+
+    def install(self, groups, plan: dict) -> int:
+        """Sets the λ·Σ|gamma| penalty (``prune.slim_lambda``) on the BatchNorm gammas of ``groups``."""
+        gammas = {}
+        for g in groups:
+            for m in g.members:
+                if m.weight == "gamma" and type(m.inner).__name__ == "BatchNormalization":
+                    gammas[id(m.variable())] = m.variable()
+        return install_penalty(list(gammas.values()), float(plan.get("slim_lambda", 1e-4)))
 
     def __call__(self, kernel, axis=None, **stats):
         gamma = np.asarray(require(stats, "gamma", self.name), dtype=np.float64)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kprune.criteria import register
+from kprune.criteria.base import register
 from kprune.criteria.base import Criterion, reduce_axis, require
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kprune.criteria import register
+from kprune.criteria.base import register
 from kprune.criteria.base import Criterion, require
 
 

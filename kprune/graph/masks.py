@@ -20,7 +20,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from kprune.graph.walk import unwrap
+from kprune.graph.walk import MaskedLayer
 
 #: BatchNorm statistics never decide whether a channel is zero.
 STATISTICS = ("moving_mean", "moving_variance")
@@ -43,7 +43,7 @@ def masked_value(layer, weight: str, var) -> np.ndarray:
     under a zero mask, and those entries count as zero (as ``kprune.strip`` bakes them).
     """
     value = keras.ops.convert_to_numpy(var)
-    masks = getattr(layer, "masks", None) if is_wrapper(layer) else None
+    masks = layer.masks if is_wrapper(layer) else None
     if masks and weight in masks:
         value = value * keras.ops.convert_to_numpy(masks[weight]).astype(value.dtype)
     return value
@@ -140,7 +140,7 @@ def apply_group_mask(group, keep, soft: bool = False) -> None:
         raise ValueError(f"keep must have shape ({group.size},). Received: shape {keep.shape}.")
     touched = {}
     for m in group.members:
-        masks = getattr(m.layer, "masks", None)
+        masks = m.layer.masks if is_wrapper(m.layer) else None
         if not masks or m.weight not in masks:
             continue
         if soft and not (m.role == "producer" and m.weight in SOFT_KERNELS):
@@ -154,12 +154,7 @@ def apply_group_mask(group, keep, soft: bool = False) -> None:
         if soft:
             view[np.asarray(m.index)[keep].ravel()] = 1
     for m, mask in touched.values():
-        if hasattr(m.layer, "set_mask"):
-            m.layer.set_mask(m.weight, mask)
-        else:
-            m.layer.masks[m.weight].assign(mask)
-            var = m.variable()
-            var.assign(keras.ops.convert_to_numpy(var) * mask)
+        m.layer.set_mask(m.weight, mask)
 
 
 def zero_channels(group, keep, consumers: str = "required") -> None:
@@ -187,11 +182,11 @@ def zero_channels(group, keep, consumers: str = "required") -> None:
             continue
         var = m.variable()
         var.assign(_zero_rows(keras.ops.convert_to_numpy(var), m, drop))
-        masks = getattr(m.layer, "masks", None)
+        masks = m.layer.masks if is_wrapper(m.layer) else None
         if masks and m.weight in masks:
             masks[m.weight].assign(_zero_rows(keras.ops.convert_to_numpy(masks[m.weight]), m, drop))
 
 
 def is_wrapper(layer) -> bool:
-    """Whether ``layer`` is a kprune mask wrapper."""
-    return unwrap(layer) is not layer
+    """Whether ``layer`` is a mask wrapper (:class:`~kprune.graph.walk.MaskedLayer`)."""
+    return isinstance(layer, MaskedLayer)

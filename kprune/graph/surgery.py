@@ -127,7 +127,7 @@ def _copy_weights(old_op, new_layer, deletions: dict) -> None:
         if lid == id(old_layer):
             attrs[id(getattr(old_layer, weight))] = weight
     if old_layer is not old_op:  # kprune wrapper: bake its masks in, as strip() does
-        for weight in getattr(old_op, "masks", {}):
+        for weight in old_op.masks:
             masked[id(getattr(old_layer, weight))] = weight
     old_w, new_w = old_layer.weights, new_layer.weights
     if len(old_w) != len(new_w):

@@ -165,15 +165,34 @@ def _walk(fn, prefix, alias, calls):
             calls.append(Call(op, node, in_keys, out_keys, in_tensors, out_tensors))
 
 
-def unwrap(op):
-    """Return the layer a kprune wrapper holds, or ``op`` itself.
+class MaskedLayer:
+    """The interface of a layer wrapper that holds pruning masks (implemented by
+    :class:`kprune.PruneWrapper`).
 
-    A kprune wrapper is a ``keras.layers.Wrapper`` with a ``masks`` attribute; other
-    wrappers (``TimeDistributed``, ``Bidirectional``) are returned unchanged.
+    The graph sees such a wrapper as the layer it wraps: channel groups, ``compact`` and
+    statistics read the inner layer's weights through it, with the masks applied.
+
+    Attributes:
+        layer: the wrapped Keras layer.
+        masks: ``{weight attribute: mask variable}`` (same shape as the weight).
+
+    Methods:
+        set_mask(attr, mask): sets one mask and zeroes the masked entries of the weight.
     """
-    if isinstance(op, keras.layers.Wrapper) and hasattr(op, "masks"):
-        return op.layer
-    return op
+
+    layer = None
+    masks: dict = {}
+
+    def set_mask(self, attr, mask):  # pragma: no cover - an interface method
+        raise TypeError(f"{type(self).__name__} must define set_mask(attr, mask).")
+
+
+def unwrap(op):
+    """Return the layer a mask wrapper (:class:`MaskedLayer`) holds, or ``op`` itself.
+
+    Other wrappers (``TimeDistributed``, ``Bidirectional``) are returned unchanged.
+    """
+    return op.layer if isinstance(op, MaskedLayer) else op
 
 
 def fill_in(call: Call, values: dict):

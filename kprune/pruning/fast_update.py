@@ -23,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 from kprune.pruning import allocation
+from kprune.pruning.updaters import kernel_attrs
 
 
 def eligible(pruner) -> bool:
@@ -44,7 +45,7 @@ def _kernels(pruner) -> list:
     """``[(wrapper name, weight variable, mask variable, size)]`` of the kernels ``pruner`` prunes."""
     out = []
     for w in pruner.active:
-        for attr in pruner._kernel_attrs(w, "weight"):
+        for attr in kernel_attrs(w, "weight"):
             var = w.weights_by_attr()[attr]
             out.append((w.name, var, w.masks[attr], int(np.prod(var.shape))))
     return out
@@ -213,11 +214,12 @@ def install_in_step(pruner) -> bool:
     reuse = (cache is not None and keras_function is not None and cache.keras_function is keras_function
              and cache.fast.same_layers(pruner))
     if reuse:
-        pruner._fast = cache.fast
-    elif pruner._fast is None or not pruner._fast.same_layers(pruner):
-        pruner._fast = FastLevelUpdate(pruner)
-    pruner._fast_ok = True
-    fast = pruner._fast
+        fast = cache.fast
+    elif pruner.fast_path is not None and pruner.fast_path.same_layers(pruner):
+        fast = pruner.fast_path
+    else:
+        fast = FastLevelUpdate(pruner)
+    pruner.use_fast_path(fast)
     fast.start_in_step()
     original = model.train_step
 

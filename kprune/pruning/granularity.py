@@ -17,42 +17,11 @@ block     ``block_shape: [r, c]`` tiles of the kernel's 2-D view (rows = all inp
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 
+from kprune.config.granularity import KINDS, check, parse  # noqa: F401  (the grammar, re-exported)
 from kprune.errors import UnsupportedLayerError
-
-KINDS = ("weight", "filter", "channel", "n:m", "block")
-_NM = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
-
-
-def parse(value: str) -> tuple:
-    """``"2:4"`` -> ``("n:m", (2, 4))``; ``"filter"`` -> ``("filter", None)``.
-
-    Raises:
-        ValueError: for anything else (the recipe turns it into a RecipeError).
-    """
-    if value in KINDS and value != "n:m":
-        return value, None
-    m = _NM.match(str(value))
-    if m:
-        n, mm = int(m.group(1)), int(m.group(2))
-        if 0 < n < mm:
-            return "n:m", (n, mm)
-        raise ValueError(f"an N:M granularity needs 0 < N < M. Received: {value!r}")
-    raise ValueError(f"must be one of ['weight', 'filter', 'channel', 'block'] or 'N:M' such as "
-                     f"'2:4'. Received: {value!r}")
-
-
-def check(value) -> str | None:
-    """Recipe validator: an error message or None."""
-    try:
-        parse(value)
-    except ValueError as e:
-        return str(e).split(". Received")[0] + "."
-    return None
-
 
 def input_axis(layer, weight: str, ndim: int) -> int:
     """The input-channel axis of ``layer``'s weight ``weight`` (``ndim`` dimensions).

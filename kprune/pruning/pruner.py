@@ -26,20 +26,18 @@ import weakref
 
 import numpy as np
 
-from kprune import criteria, schedules
-from kprune.pruning import allocation, fast_update, granularity, rewind
-from kprune.errors import GraphError, KPruneError, RecipeError
-from kprune.graph.masks import apply_group_mask
-from kprune.pruning.pruner_units import LayerUnits
-from kprune.wrappers.prune_wrapper import PruneWrapper
+from kprune import criteria, graph, schedules
+from kprune.errors import KPruneError, RecipeError
+from kprune.pruning import fast_update, granularity, rewind, statistics
+from kprune.pruning.updaters import FilterUpdater, Job, LayerUpdater
+from kprune.wrappers.prune_wrapper import PruneWrapper, weight_attributes
+from kprune.wrappers.selectors import flatten_layers
 from kprune.wrappers.wrap import find_wrappers
 
 log = logging.getLogger("kprune")
 
-_MAIN_KERNELS = ("kernel", "pointwise_kernel")
 
-
-class Pruner(LayerUnits):
+class Pruner:
     """Computes and applies masks for a wrapped model.
 
     Args:
@@ -55,6 +53,14 @@ class Pruner(LayerUnits):
         step: the pruning step (number of training steps seen), saved in the wrappers.
         round: lottery-ticket rounds done (iterative schedule).
         skipped: ``{layer_name: reason}`` for selected layers that could not be pruned.
+        updaters: the parts that turn scores into masks: ``{"filter": FilterUpdater,
+            "layer": LayerUpdater}`` (see :mod:`kprune.pruning.updaters`).
+        fast_path: the seam for a compiled update (:mod:`kprune.pruning.fast_update`): an object
+            ``fast_path(targets, step) -> bool`` tried first for step updates; True means it
+            updated the masks. Set at the first update where it applies; None otherwise.
+        fast: False (set before the first update) forces the host-side update even where the
+            compiled fast path applies.
+        finalizing: True while soft pruning's final, whole-group update runs.
     """
 
     def __init__(self, model, data=None, steps_per_epoch=None, loss=None):
@@ -74,15 +80,14 @@ class Pruner(LayerUnits):
         self._by_name = {w.name: w for w in self.wrappers}
         self.step = self.saved_step()
         # the first active wrapper writes this pruner's live step whenever the model is saved
-        self.active[0].__dict__["_kprune_step_source"] = weakref.ref(self)
+        self.active[0].attach_step_source(weakref.ref(self))
         self.round = 0
         self.rewind_weights = None
-        self._final = False
+        self.finalizing = False
         self._stat_cache = {}
-        self._fast = None
-        self._fast_ok = None  # whether the compiled path applies (decided at the first update)
-        #: False (set before the first update) forces the host-side update even where the
-        #: compiled fast path applies
+        self.updaters = {"filter": FilterUpdater(self), "layer": LayerUpdater(self)}
+        self.fast_path = None
+        self._fast_checked = False  # whether the fast path's eligibility was decided
         self.fast = True
         self.bind(steps_per_epoch)
         self.penalties_changed = self.install_penalties()
@@ -97,16 +102,17 @@ class Pruner(LayerUnits):
         return self
 
     def install_penalties(self) -> int:
-        """Adds the Network Slimming penalty λ·Σ|gamma| for ``slim`` entries (``prune.slim_lambda``).
+        """Runs each filter criterion's training-time hook (:meth:`Criterion.install`), e.g. the
+        Network Slimming penalty λ·Σ|gamma| of ``slim`` (``prune.slim_lambda``).
 
-        Returns the number of gamma variables that changed (a compiled train step must be
-        rebuilt to include them; :class:`kprune.PruningCallback` does that).
+        Returns the number of variables that changed (a compiled train step must be rebuilt to
+        include them; :class:`kprune.PruningCallback` does that).
         """
-        from kprune.criteria.slim import install_penalty
-        slim = [w for w in self.active if w.spec["criterion"] == "slim"]
-        if not slim:
-            return 0
-        return install_penalty(self._slim_gammas(slim), float(self.plan.get("slim_lambda", 1e-4)))
+        changed = 0
+        for job in self.jobs():
+            if job.kind == "filter":
+                changed += job.criterion.install([g for g, _ in job.units], self.plan)
+        return changed
 
     # -- stepping -------------------------------------------------------------------------
     def on_step(self, steps: int = 1) -> bool:
@@ -222,11 +228,11 @@ class Pruner(LayerUnits):
         group (biases, BatchNorm, consumers' input channels) so that ``compact`` removes the
         channels exactly. It runs by itself at the schedule's last update step.
         """
-        self._final = True
+        self.finalizing = True
         try:
             self.update(step=None)
         finally:
-            self._final = False
+            self.finalizing = False
 
     def update(self, step=None, round_=None):
         """Recomputes every mask for the schedule's target at ``step`` and applies it.
@@ -248,17 +254,33 @@ class Pruner(LayerUnits):
         return strategy.scope()
 
     def _update(self, step=None, round_=None):
-        if self.soft and not self._final and (step is None or step == self.schedule.last_update_step()):
+        if self.soft and not self.finalizing and (step is None or step == self.schedule.last_update_step()):
             return self.finalize()
-        if self._fast_ok is None:
-            self._fast_ok = fast_update.eligible(self)
-        if step is not None and round_ is None and self._fast_ok:
-            # level/weight/per-layer/hard: one compiled call (same masks as the path below)
-            if self._fast is None:
-                self._fast = fast_update.FastLevelUpdate(self)
-            if self._fast(self.targets(step), self.step + 1):
+        if not self._fast_checked:
+            self._fast_checked = True
+            if self.fast is not False and self.fast_path is None and fast_update.eligible(self):
+                self.fast_path = fast_update.FastLevelUpdate(self)
+        if step is not None and round_ is None and self.fast_path is not None:
+            # e.g. level/weight/per-layer/hard: one compiled call (same masks as the path below)
+            if self.fast_path(self.targets(step), self.step + 1):
                 return
         targets = self.targets(step, round_)
+        jobs = self.jobs()
+        stats = statistics.gather(
+            [(j.criterion, j.entry, self._updater(j).scored_layers(j)) for j in jobs],
+            self.model, self.data, self.variable, self.plan, loss=self.loss, cache=self._stat_cache)
+        for job in jobs:
+            self._updater(job).update(job, targets, stats)
+        # this step's update is done: a reloaded model continues after it
+        self.sync(self.step + 1 if step is not None else None)
+
+    def use_fast_path(self, fast) -> None:
+        """Plugs a compiled update in (see :attr:`fast_path`); None goes back to the host path."""
+        self.fast_path = fast
+        self._fast_checked = True
+
+    def jobs(self) -> list:
+        """The selected wrappers grouped by ``config_list`` entry, as :class:`~kprune.pruning.updaters.Job`\\ s."""
         entries = {}
         for w in self.active:
             entries.setdefault((w.spec["entry"], w.spec["granularity"]), []).append(w)
@@ -266,124 +288,34 @@ class Pruner(LayerUnits):
         for (entry, gran), members in sorted(entries.items(), key=lambda kv: kv[0]):
             crit = criteria.get(members[0].spec["criterion"], f"prune.config_list[{entry}].criterion")
             kind, params = granularity.parse(gran)
-            crit.check(kind, self._asked_scope(members[0].spec, crit), f"prune.config_list[{entry}].granularity")
-            units = self._filter_units(members) if kind == "filter" else None
-            jobs.append((entry, kind, params, crit, members, units))
-        stats = self._statistics(jobs)
-        for entry, kind, params, crit, members, units in jobs:
+            crit.check(kind, crit.scope or members[0].spec["scope"], f"prune.config_list[{entry}].granularity")
+            job = Job(entry, kind, params, crit, members)
             if kind == "filter":
-                self._update_filters(units, members, crit, targets, stats)
-            else:
-                self._update_layers(kind, params, entry, members, crit, targets, stats)
-        # this step's update is done: a reloaded model continues after it
-        self.sync(self.step + 1 if step is not None else None)
+                job.units = self.updaters["filter"].units(members)
+            jobs.append(job)
+        return jobs
 
-    @staticmethod
-    def _asked_scope(spec, crit):
-        return crit.scope or spec["scope"]
+    def _updater(self, job):
+        return self.updaters["filter" if job.kind == "filter" else "layer"]
 
-    def _is_global(self, spec, crit) -> bool:
-        return crit.scope == "global" or (spec["scope"] == "global" and spec.get("total_sparsity") is not None)
-
-    # -- filters ------------------------------------------------------------------------------
+    # -- the model ---------------------------------------------------------------------------
     def groups(self):
         """The model's channel groups (computed once)."""
         if self._groups is None:
-            from kprune import graph
             self._groups = graph.groups(self.model)
         return self._groups
 
-    def _filter_units(self, members):
-        """[(group, selected producer wrappers)] for the groups these wrappers produce."""
-        names = {w.name for w in members}
-        units = []
-        for g in self.groups():
-            producers = {m.layer.name for m in g.members if m.role == "producer"}
-            chosen = producers & names
-            if not chosen:
-                continue
-            if not g.prunable:
-                for n in chosen:
-                    self.skipped[n] = g.reason or "channel group cannot be pruned"
-                continue
-            if len(producers) > 1 and not self.plan.get("dependency_aware", True):
-                raise GraphError(
-                    f"filter pruning of {sorted(chosen)} without dependency awareness is refused: their "
-                    f"output channels are coupled with {sorted(producers - chosen) or sorted(producers)} "
-                    "(e.g. through a residual Add), so pruning them independently would misalign the "
-                    "channels. Set `prune.dependency_aware: true`.")
-            others = producers - chosen
-            excluded = others & set(self.plan.get("excluded", ()))
-            if excluded:
-                for n in chosen:
-                    self.skipped[n] = f"coupled with excluded layer(s) {sorted(excluded)}"
-                continue
-            if others:
-                log.info("pruning %s also prunes coupled layer(s) %s", sorted(chosen), sorted(others))
-            units.append((g, [self._by_name[n] for n in sorted(chosen)]))
-        return units
+    def wrapper(self, name):
+        """The wrapper (or plain layer) called ``name``."""
+        if name in self._by_name:
+            return self._by_name[name]
+        return next(l for l in flatten_layers(self.model) if l.name == name)
 
-    def _slim_gammas(self, members) -> list:
-        """The BatchNormalization gamma variables in the channel groups of ``members``."""
-        out = {}
-        for g, _ in self._filter_units(members):
-            for m in g.members:
-                if m.weight == "gamma" and type(m.inner).__name__ == "BatchNormalization":
-                    out[id(m.variable())] = m.variable()
-        return list(out.values())
-
-    def _group_scores(self, group, crit, stats):
-        how = self.plan.get("aggregate", "sum")
-        vectors, costs, frozen = [], np.zeros(group.size), np.ones(group.size, dtype=bool)
-        gammas = [m for m in group.members if m.weight == "gamma" and type(m.inner).__name__ == "BatchNormalization"]
-        for m in group.members:
-            if m.role != "producer" or m.weight not in _MAIN_KERNELS:
-                continue
-            value = np.asarray(self._variable(m.layer.name, m.weight).numpy())
-            rows = np.asarray(m.index)  # [C, k]: a group channel may span k positions (GroupNorm groups)
-            idx = rows[:, 0]
-            kw = self._stats_for(stats, crit, m.layer.name, m.weight)
-            if "bn" in crit.needs:
-                if not gammas:
-                    raise KPruneError(f"criterion `slim` scores channels by the scale (gamma) of the "
-                                      f"BatchNormalization that follows each pruned layer, but the output of "
-                                      f"`{m.layer.name}` reaches none. Add a BatchNormalization (scale=True) "
-                                      "after it, exclude it, or use another criterion.")
-                gm = gammas[0]
-                gamma = np.zeros(value.shape[m.axis])
-                gamma[idx] = np.asarray(gm.variable().numpy())[np.asarray(gm.index)[:, 0]]
-                kw["gamma"] = gamma
-            per_channel = crit(value, m.axis, **kw)
-            vectors.append(per_channel[rows].sum(axis=1))
-            costs += value.size / value.shape[m.axis] * rows.shape[1]
-            if isinstance(m.layer, PruneWrapper) and m.weight in m.layer.masks:
-                mask = np.asarray(m.layer.masks[m.weight].numpy())
-                alive = np.any(np.moveaxis(mask, m.axis, 0).reshape(mask.shape[m.axis], -1) != 0, axis=1)
-                frozen &= ~alive[rows].any(axis=1)
-            else:
-                frozen &= False
-        if "bn" in crit.needs:
-            vectors = vectors[:1]  # one BatchNorm scale per channel, whatever the producers
-        return allocation.aggregate(vectors, how), costs, frozen
-
-    def _update_filters(self, units, members, crit, targets, stats):
-        if not units:
-            return
-        round_to = int(self.plan.get("round_to", 1))
-        min_keep = int(self.plan.get("min_keep", 1))
-        scored = [(g, ws) + self._group_scores(g, crit, stats) for g, ws in units]
-        spec = members[0].spec
-        if self._is_global(spec, crit):
-            keeps = allocation.global_keep(
-                [s for _, _, s, _, _ in scored], targets[members[0].name], costs=[c for *_, c, _ in scored],
-                max_per_unit=spec["max_sparsity_per_layer"], min_keep=min_keep, round_to=round_to,
-                frozen=None if self.soft else [f for *_, f in scored])
-        else:
-            keeps = [allocation.channel_keep(s, min(targets[w.name] for w in ws), round_to, min_keep,
-                                             None if self.soft else f)
-                     for g, ws, s, _, f in scored]
-        for (g, *_), keep in zip(scored, keeps):
-            apply_group_mask(g, keep, soft=self.soft and not self._final)
+    def variable(self, name, attr):
+        """The weight ``attr`` of layer ``name`` (seen through its wrapper)."""
+        layer = self.wrapper(name)
+        inner = layer.layer if isinstance(layer, PruneWrapper) else layer
+        return weight_attributes(inner)[attr]
 
     # -- reporting -----------------------------------------------------------------------------
     def state(self) -> dict:

@@ -352,3 +352,71 @@ def _gradient_fn(model, trainable, non_trainable, chosen, loss_fn):
         return tape.gradient(value, [values[i] for i in chosen])
 
     return grads_of
+
+
+class Collected:
+    """The statistics gathered for one mask update, handed to criteria as keyword arguments.
+
+    Args:
+        activations: ``{layer name: ActivationStats}``.
+        gradients: ``{(batches, (layer name, weight)): GradientStats}``.
+        plan: the recipe's ``prune`` settings (``statistics_batches``, ``seed``).
+    """
+
+    def __init__(self, activations=None, gradients=None, plan=None):
+        self.activations = activations or {}
+        self.gradients = gradients or {}
+        self.plan = plan or {}
+
+    def batches(self, crit) -> int:
+        return crit.batches or int(self.plan.get("statistics_batches", 10))
+
+    def kwargs(self, crit, name: str, attr: str) -> dict:
+        """What ``crit`` receives besides the kernel when scoring ``name``'s weight ``attr``."""
+        return {"activations": self.activations.get(name),
+                "gradients": self.gradients.get((self.batches(crit), (name, attr))),
+                "seed": int(self.plan.get("seed", 0)), "name": f"{name}/{attr}"}
+
+
+def gather(requests, model, data, variable, plan, loss=None, cache: dict | None = None) -> Collected:
+    """Collects, once per update, the activations and gradients the criteria ask for.
+
+    Args:
+        requests: ``[(criterion, entry, [(layer name, weight), ...])]``, one per job.
+        model: the wrapped model.
+        data: the dataset (required when a criterion needs activations or gradients).
+        variable: ``variable(layer name, weight) -> Keras variable``.
+        plan: the recipe's ``prune`` settings.
+        loss: loss for gradient criteria (default: the compiled loss).
+        cache: dict reused across updates (compiled functions).
+
+    Returns:
+        A :class:`Collected`.
+
+    Raises:
+        KPruneError: when a criterion needs data and none was given.
+    """
+    stats = Collected(plan=plan)
+    act_layers, grad_vars = {}, {}
+    for crit, entry, layers in requests:
+        if not ({"activations", "gradients"} & set(crit.needs)):
+            continue
+        if data is None:
+            raise KPruneError(
+                f"criterion `{crit.name}` (prune.config_list[{entry}]) scores with "
+                f"{' and '.join(n for n in crit.needs if n != 'weights')} measured on data, but no data "
+                "was given. Pass a dataset of (x, y) batches: kprune.PruningCallback(data=ds) inside "
+                "model.fit, or kprune.Pruner(model, data=ds).prune_now(); the recipe pipeline uses "
+                "its training set.")
+        batches = stats.batches(crit)
+        if "activations" in crit.needs:
+            act_layers.setdefault(batches, set()).update(name for name, _ in layers)
+        if "gradients" in crit.needs:
+            for name, attr in layers:
+                grad_vars.setdefault(batches, {})[(name, attr)] = variable(name, attr)
+    for batches, names in act_layers.items():
+        stats.activations.update(collect_activations(model, data, sorted(names), batches, cache=cache))
+    for batches, variables in grad_vars.items():
+        got = collect_gradients(model, data, variables, batches, loss=loss, cache=cache)
+        stats.gradients.update({(batches, k): v for k, v in got.items()})
+    return stats

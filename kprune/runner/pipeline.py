@@ -96,7 +96,7 @@ class Run:
 
 def _fit_epochs(run: Run, model, section: str, cfg: dict, callbacks=(), make_model=None):
     """Trains epoch by epoch with a checkpoint after each; resumes from the last one."""
-    from kprune.runner import training
+    from kprune.models import training
     epochs = cfg["epochs"]
     ckpt = run.path(f"ckpt/{section}.keras")
     info = run.state["stages"].get(section, {})
@@ -153,7 +153,7 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
     """
     import kprune
     from kprune import counting
-    from kprune.runner import training
+    from kprune.models import training
     from kprune.pruning.pruner import Pruner
 
     recipe = Recipe.coerce(recipe)
@@ -256,7 +256,7 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
 def _recalibrate(r: Run, pruned, test):
     """With ``prune.recalibrate_bn: N``, re-estimates the pruned model's BatchNorm statistics on
     N training batches (in place) and returns its test accuracy; None when off."""
-    from kprune.runner import training
+    from kprune.models import training
     from kprune.pruning.batchnorm import recalibrate_bn
     n = r.recipe.prune["recalibrate_bn"]
     if not n:

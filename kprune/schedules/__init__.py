@@ -10,11 +10,10 @@ Example:
     0.7
 """
 
-from kprune.config.registry import Registry
+from kprune.config.registry import SCHEDULES as _REGISTRY
 from kprune.schedules.base import Schedule
 
-_REGISTRY = Registry("schedule")
-register = _REGISTRY.register
+from kprune.schedules.base import register  # noqa: E402
 names = _REGISTRY.names
 
 from kprune.schedules import agp, iterative, oneshot  # noqa: E402,F401  (registration)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import abc
 
 from kprune.errors import RecipeError
+from kprune.config.registry import SCHEDULES
+
+#: decorator registering a member of the family by name
+register = SCHEDULES.register
 
 
 class Schedule(abc.ABC):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from kprune.config import schema as S
 from kprune.errors import RecipeError
-from kprune.schedules import register
+from kprune.schedules.base import register
 from kprune.schedules.base import Schedule
 
 F = S.Field

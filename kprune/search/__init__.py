@@ -13,12 +13,11 @@ See ``docs/search.md``. Algorithms: ``sensitivity``, ``simulated_annealing``, ``
 ``uniform`` baseline (one sparsity for every unit, sized to the budget).
 """
 
-from kprune.config.registry import Registry
+from kprune.config.registry import SEARCHES as _REGISTRY
 from kprune.search.base import Search, tighten  # noqa: F401
 from kprune.search.result import SearchResult  # noqa: F401
 
-_REGISTRY = Registry("search")
-register = _REGISTRY.register
+from kprune.search.base import register  # noqa: E402
 names = _REGISTRY.names
 
 from kprune.search import admm, amc, autocompress, netadapt, sensitivity, simulated_annealing, uniform  # noqa: E402,F401  (registration)

@@ -32,7 +32,7 @@ import numpy as np
 
 from kprune.config import schema as S
 from kprune.errors import KPruneError
-from kprune.search import register
+from kprune.search.base import register
 from kprune.search.base import Search, tighten
 
 F = S.Field

@@ -42,7 +42,7 @@ import numpy as np
 
 from kprune.config import schema as S
 from kprune.errors import RecipeError
-from kprune.search import register
+from kprune.search.base import register
 from kprune.search.base import Search
 from kprune.search.ddpg import DDPG, truncated_normal
 

@@ -21,7 +21,7 @@ long fine-tuning.
 from __future__ import annotations
 
 from kprune.config import schema as S
-from kprune.search import register
+from kprune.search.base import register
 from kprune.search.admm import ADMM_FIELDS, admm_prune
 from kprune.search.base import Search
 from kprune.search.simulated_annealing import SimulatedAnnealing

@@ -30,6 +30,10 @@ import time
 from kprune.config import schema as S
 from kprune.errors import KPruneError, RecipeError
 from kprune.search.executor import EXECUTOR
+from kprune.config.registry import SEARCHES
+
+#: decorator registering a member of the family by name
+register = SEARCHES.register
 
 log = logging.getLogger("kprune")
 F = S.Field

@@ -86,7 +86,7 @@ def default_finetune(recipe):
         A callable that compiles ``model`` and trains it for ``steps`` batches in place.
     """
     from kprune import data
-    from kprune.runner import training
+    from kprune.models import training
 
     d = recipe.data
     cfg = recipe.finetune if recipe.finetune["epochs"] > 0 else recipe.train

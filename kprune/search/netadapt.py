@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from kprune.config import schema as S
-from kprune.search import register
+from kprune.search.base import register
 from kprune.search.base import Search
 
 F = S.Field

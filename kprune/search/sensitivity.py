@@ -17,7 +17,7 @@ The curves are in ``result.extras["curves"]``; :func:`plot_curves` draws them.
 from __future__ import annotations
 
 from kprune.config import schema as S
-from kprune.search import register
+from kprune.search.base import register
 from kprune.search.base import Search, tighten
 
 F = S.Field

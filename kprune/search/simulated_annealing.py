@@ -26,7 +26,7 @@ import numpy as np
 
 from kprune.config import schema as S
 from kprune.errors import RecipeError
-from kprune.search import register
+from kprune.search.base import register
 from kprune.search.base import Search
 
 F = S.Field

@@ -8,7 +8,7 @@ budget): it goes through the same units, criterion, budget tightening and measur
 
 from __future__ import annotations
 
-from kprune.search import register
+from kprune.search.base import register
 from kprune.search.base import Search
 
 

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 
 from kprune.errors import UnsupportedLayerError
+from kprune.graph.walk import MaskedLayer
 
 #: weights that fine-grained (weight-level) pruning masks, by attribute name.
 KERNEL_WEIGHTS = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings")
@@ -76,7 +77,7 @@ def _complete_spec(spec, name: str) -> dict:
 
 
 @keras.saving.register_keras_serializable(package="kprune")
-class PruneWrapper(keras.layers.Wrapper):
+class PruneWrapper(MaskedLayer, keras.layers.Wrapper):
     """Wraps one layer and holds a mask for each of its trainable weights.
 
     Args:
@@ -106,6 +107,7 @@ class PruneWrapper(keras.layers.Wrapper):
         self.plan = dict(plan) if plan else None
         self.soft = bool(soft)
         self.masks = {}
+        self._step_source = None
         self._call_has_training = bool(getattr(layer, "_call_has_training_arg", True))
 
     def build(self, input_shape=None):
@@ -148,12 +150,16 @@ class PruneWrapper(keras.layers.Wrapper):
         value = keras.ops.convert_to_numpy(var)
         var.assign(value * mask.astype(value.dtype))
 
+    def attach_step_source(self, source) -> None:
+        """Makes this layer save ``source().step`` as its pruning step (``source`` is a weak
+        reference to the :class:`kprune.Pruner` that drives the model)."""
+        self._step_source = source
+
     def save_own_variables(self, store):
         """Saves masks and the pruning step; a :class:`kprune.Pruner` attached to this layer
         writes its live step first, so a checkpoint taken mid-epoch (``ModelCheckpoint``,
         ``BackupAndRestore``, ``model.save``) resumes at the exact step (no per-step write)."""
-        source = self.__dict__.get("_kprune_step_source")
-        pruner = source() if source is not None else None
+        pruner = self._step_source() if self._step_source is not None else None
         if pruner is not None and getattr(pruner, "model", None) is not None:
             self.pruning_step.assign(int(pruner.step))
         super().save_own_variables(store)

@@ -12,6 +12,7 @@ import re
 import keras
 
 from kprune.errors import KPruneError, UnsupportedLayerError
+from kprune.graph.walk import unwrap
 from kprune.wrappers.prune_wrapper import PRUNABLE_TYPES
 
 
@@ -28,10 +29,7 @@ def flatten_layers(model) -> list:
 
 def layer_type(layer) -> str:
     """Class name of a layer, seen through kprune wrappers."""
-    inner = getattr(layer, "layer", None)
-    if inner is not None and isinstance(layer, keras.layers.Wrapper) and hasattr(layer, "masks"):
-        return type(inner).__name__
-    return type(layer).__name__
+    return type(unwrap(layer)).__name__
 
 
 def _matches(layer, entry) -> bool:

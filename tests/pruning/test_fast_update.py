@@ -57,7 +57,7 @@ def _train_with(fast, ties=False, jit_compile=False, hooked=None):
 def test_fast_path_masks_equal_the_host_path_at_every_step(ties):
     fast_model, fast_pruner, fast_hist = _train_with(True, ties)
     slow_model, slow_pruner, slow_hist = _train_with(False, ties)
-    assert fast_pruner._fast is not None and slow_pruner._fast is None
+    assert fast_pruner.fast_path is not None and slow_pruner.fast_path is None
     assert len(fast_hist) == len(slow_hist) == 24
     for step, (a, b) in enumerate(zip(fast_hist, slow_hist)):
         for key in a:
@@ -79,7 +79,7 @@ def test_in_step_update_masks_equal_the_host_path(jit_compile):
     model, pruner, hist = _train_with(True, jit_compile=jit_compile, hooked=hooked)
     _, _, slow_hist = _train_with(False)
     assert hooked == [not jit_compile] * 24
-    assert pruner._fast.in_step is False  # removed at the end of fit
+    assert pruner.fast_path.in_step is False  # removed at the end of fit
     assert "train_step" not in model.__dict__
     cache = model.__dict__.get(fast_update._CACHE)
     assert (cache is None) == jit_compile
@@ -100,7 +100,7 @@ def test_in_step_update_continues_in_a_second_fit_and_after_a_host_update():
     with pytest.warns(UserWarning, match="before the schedule's last update at step 30"):
         model.fit(x, y, batch_size=8, epochs=2, verbose=0, callbacks=[callback])  # steps 0-9
     pruner = callback.pruner
-    assert pruner.step == 10 and pruner._fast is not None
+    assert pruner.step == 10 and pruner.fast_path is not None
     expected = pruner.targets(9)
     report = kprune.sparsity(model)
     for name in ("conv", "fc1", "fc2"):

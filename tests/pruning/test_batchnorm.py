@@ -135,7 +135,8 @@ def test_pipeline_reports_accuracy_with_and_without_recalibration(tmp_path):
     import json
     import os
 
-    from kprune.runner import pipeline, training
+    from kprune.models import training
+    from kprune.runner import pipeline
     if not os.path.isdir("/usr/share/datasets/fashion-mnist"):
         pytest.skip("needs Debian's dataset-fashion-mnist")
     inp = keras.Input((28, 28, 1))

@@ -1,0 +1,282 @@
+"""The parts of the :class:`kprune.Pruner` that turn scores into masks, one per kind of unit.
+
+A mask update groups the selected wrappers by ``config_list`` entry into :class:`Job`\\ s. Each
+job is served by one updater:
+
+* :class:`FilterUpdater` — ``filter`` granularity: the channel groups the selected layers
+  produce are scored as a whole (every producer kernel of a group, summed with
+  ``prune.aggregate``), allocated layerwise or globally, and masked across the group
+  (producers, followers such as BatchNorm, consumers' input channels);
+* :class:`LayerUpdater` — ``weight``, ``channel``, ``block`` and ``n:m``: each selected layer's
+  own kernels are scored and masked (see :mod:`kprune.pruning.granularity`).
+
+An updater says which ``(layer, weight)`` pairs its criterion scores (:meth:`scored_layers`),
+so that statistics are collected once for all jobs, then updates the masks with
+:meth:`update`. Criteria are never named here: what a criterion needs (weights, activations,
+gradients, the scale of the BatchNorm after the layer) is what it declares in ``needs``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from kprune.errors import GraphError, KPruneError, RecipeError, UnsupportedLayerError
+from kprune.graph.masks import apply_group_mask
+from kprune.pruning import allocation, granularity
+from kprune.wrappers.prune_wrapper import KERNEL_WEIGHTS, PruneWrapper
+
+log = logging.getLogger("kprune")
+
+#: the producer kernels a filter criterion scores
+MAIN_KERNELS = ("kernel", "pointwise_kernel")
+
+
+@dataclass
+class Job:
+    """The wrappers of one ``config_list`` entry and how they are pruned.
+
+    Attributes:
+        entry: index of the ``config_list`` entry.
+        kind: granularity kind (``"filter"``, ``"weight"``, ``"channel"``, ``"block"``, ``"n:m"``).
+        params: granularity parameters (``(n, m)`` for ``n:m``, else None).
+        criterion: the :class:`kprune.criteria.Criterion`.
+        members: the selected :class:`PruneWrapper` layers.
+        units: for ``filter``: ``[(channel group, selected producer wrappers)]``.
+    """
+
+    entry: int
+    kind: str
+    params: object
+    criterion: object
+    members: list
+    units: list | None = None
+
+    @property
+    def spec(self) -> dict:
+        return self.members[0].spec
+
+    def is_global(self) -> bool:
+        """Whether the job's allocation ranks units over all its layers together."""
+        crit, spec = self.criterion, self.spec
+        return crit.scope == "global" or (spec["scope"] == "global" and spec.get("total_sparsity") is not None)
+
+
+def is_bn_gamma(member) -> bool:
+    """Whether a group member is the scale (gamma) of a BatchNormalization."""
+    return member.weight == "gamma" and type(member.inner).__name__ == "BatchNormalization"
+
+
+def kernel_attrs(wrapper, kind: str) -> list:
+    """The kernels of ``wrapper`` that a per-layer granularity scores and masks."""
+    attrs = [a for a in wrapper.masks if a in KERNEL_WEIGHTS]
+    if kind == "channel":
+        # the kernel that reads the layer input (SeparableConv: the depthwise one)
+        return [a for a in ("kernel", "depthwise_kernel") if a in attrs][:1]
+    return attrs
+
+
+def _frozen(pruner, w, attr):
+    """Hard pruning keeps pruned weights pruned (None for soft pruning)."""
+    return None if pruner.soft else np.asarray(w.masks[attr].numpy()) == 0
+
+
+class FilterUpdater:
+    """Masks whole channel groups (``filter`` granularity).
+
+    Args:
+        pruner: the :class:`kprune.Pruner` it serves (channel groups, plan, soft/final state,
+            ``skipped`` reasons).
+    """
+
+    def __init__(self, pruner):
+        self.pruner = pruner
+
+    def units(self, members) -> list:
+        """``[(group, selected producer wrappers)]`` for the groups these wrappers produce.
+
+        Selected layers whose group cannot be pruned are recorded in ``pruner.skipped`` with
+        the reason.
+        """
+        p = self.pruner
+        names = {w.name for w in members}
+        units = []
+        for g in p.groups():
+            producers = {m.layer.name for m in g.members if m.role == "producer"}
+            chosen = producers & names
+            if not chosen:
+                continue
+            if not g.prunable:
+                for n in chosen:
+                    p.skipped[n] = g.reason or "channel group cannot be pruned"
+                continue
+            if len(producers) > 1 and not p.plan.get("dependency_aware", True):
+                raise GraphError(
+                    f"filter pruning of {sorted(chosen)} without dependency awareness is refused: their "
+                    f"output channels are coupled with {sorted(producers - chosen) or sorted(producers)} "
+                    "(e.g. through a residual Add), so pruning them independently would misalign the "
+                    "channels. Set `prune.dependency_aware: true`.")
+            others = producers - chosen
+            excluded = others & set(p.plan.get("excluded", ()))
+            if excluded:
+                for n in chosen:
+                    p.skipped[n] = f"coupled with excluded layer(s) {sorted(excluded)}"
+                continue
+            if others:
+                log.info("pruning %s also prunes coupled layer(s) %s", sorted(chosen), sorted(others))
+            units.append((g, [p.wrapper(n) for n in sorted(chosen)]))
+        return units
+
+    @staticmethod
+    def scored_layers(job) -> list:
+        """``(layer name, weight)`` pairs the job's criterion scores: every producer kernel."""
+        return [(m.layer.name, m.weight) for g, _ in job.units for m in g.members
+                if m.role == "producer" and m.weight in MAIN_KERNELS]
+
+    def _scores(self, group, crit, stats):
+        """Per-channel scores, costs and already-pruned (frozen) flags of one group."""
+        p = self.pruner
+        vectors, costs, frozen = [], np.zeros(group.size), np.ones(group.size, dtype=bool)
+        gammas = [m for m in group.members if is_bn_gamma(m)]
+        for m in group.members:
+            if m.role != "producer" or m.weight not in MAIN_KERNELS:
+                continue
+            value = np.asarray(p.variable(m.layer.name, m.weight).numpy())
+            rows = np.asarray(m.index)  # [C, k]: a group channel may span k positions (GroupNorm groups)
+            kw = stats.kwargs(crit, m.layer.name, m.weight)
+            if "bn" in crit.needs:
+                if not gammas:
+                    raise KPruneError(f"criterion `{crit.name}` scores channels by the scale (gamma) of the "
+                                      f"BatchNormalization that follows each pruned layer, but the output of "
+                                      f"`{m.layer.name}` reaches none. Add a BatchNormalization (scale=True) "
+                                      "after it, exclude it, or use another criterion.")
+                gm = gammas[0]
+                gamma = np.zeros(value.shape[m.axis])
+                gamma[rows[:, 0]] = np.asarray(gm.variable().numpy())[np.asarray(gm.index)[:, 0]]
+                kw["gamma"] = gamma
+            per_channel = crit(value, m.axis, **kw)
+            vectors.append(per_channel[rows].sum(axis=1))
+            costs += value.size / value.shape[m.axis] * rows.shape[1]
+            if isinstance(m.layer, PruneWrapper) and m.weight in m.layer.masks:
+                mask = np.asarray(m.layer.masks[m.weight].numpy())
+                alive = np.any(np.moveaxis(mask, m.axis, 0).reshape(mask.shape[m.axis], -1) != 0, axis=1)
+                frozen &= ~alive[rows].any(axis=1)
+            else:
+                frozen &= False
+        if "bn" in crit.needs:
+            vectors = vectors[:1]  # one BatchNorm scale per channel, whatever the producers
+        return allocation.aggregate(vectors, self.pruner.plan.get("aggregate", "sum")), costs, frozen
+
+    def update(self, job, targets: dict, stats) -> None:
+        """Scores the job's groups, allocates kept channels and masks every group member."""
+        if not job.units:
+            return
+        p = self.pruner
+        round_to = int(p.plan.get("round_to", 1))
+        min_keep = int(p.plan.get("min_keep", 1))
+        crit, spec = job.criterion, job.spec
+        scored = [(g, ws) + self._scores(g, crit, stats) for g, ws in job.units]
+        if job.is_global():
+            keeps = allocation.global_keep(
+                [s for _, _, s, _, _ in scored], targets[job.members[0].name], costs=[c for *_, c, _ in scored],
+                max_per_unit=spec["max_sparsity_per_layer"], min_keep=min_keep, round_to=round_to,
+                frozen=None if p.soft else [f for *_, f in scored])
+        else:
+            keeps = [allocation.channel_keep(s, min(targets[w.name] for w in ws), round_to, min_keep,
+                                             None if p.soft else f)
+                     for g, ws, s, _, f in scored]
+        for (g, *_), keep in zip(scored, keeps):
+            apply_group_mask(g, keep, soft=p.soft and not p.finalizing)
+
+
+class LayerUpdater:
+    """Masks each selected layer's own kernels (``weight``, ``channel``, ``block``, ``n:m``).
+
+    Args:
+        pruner: the :class:`kprune.Pruner` it serves.
+    """
+
+    def __init__(self, pruner):
+        self.pruner = pruner
+
+    @staticmethod
+    def scored_layers(job) -> list:
+        """``(layer name, weight)`` pairs the job's criterion scores."""
+        return [(w.name, a) for w in job.members for a in kernel_attrs(w, job.kind)]
+
+    def update(self, job, targets: dict, stats) -> None:
+        """Scores the job's kernels and sets their masks."""
+        if job.kind == "n:m":
+            return self._update_nm(job, targets, stats)
+        p, kind, crit, spec = self.pruner, job.kind, job.criterion, job.spec
+        items = []  # (wrapper, attr, unit scores, unit costs, frozen units, to_mask)
+        for w in job.members:
+            for attr in kernel_attrs(w, kind):
+                value = np.asarray(w.weights_by_attr()[attr].numpy())
+                kw = stats.kwargs(crit, w.name, attr)
+                frozen = _frozen(p, w, attr)
+                if kind == "weight":
+                    scores = crit(value, None, **kw)
+                    items.append((w, attr, scores, None, frozen, lambda keep, s=value.shape: keep.reshape(s)))
+                elif kind == "channel":
+                    axis = granularity.input_axis(w.layer, attr, value.ndim)
+                    scores = crit(value, axis, **kw)
+                    cost = np.full(value.shape[axis], value.size / value.shape[axis])
+                    fz = None if frozen is None else np.all(np.moveaxis(frozen, axis, 0).reshape(
+                        value.shape[axis], -1), axis=1)
+                    items.append((w, attr, scores, cost, fz,
+                                  lambda keep, s=value.shape, a=axis: granularity.expand_axis(keep, s, a)))
+                else:  # block
+                    shape = self._block_shape()
+                    out_axis = value.ndim - 2 if type(w.layer).__name__.endswith("Transpose") else value.ndim - 1
+                    granularity.input_axis(w.layer, attr, value.ndim)  # rejects EinsumDense
+                    scores = granularity.block_scores(crit(value, None, **kw), shape, out_axis)
+                    cost = granularity.block_sizes(value.shape, shape, out_axis)
+                    fz = None if frozen is None else granularity.block_scores(frozen, shape, out_axis) == 1.0
+                    items.append((w, attr, scores, cost, fz,
+                                  lambda keep, s=value.shape, b=shape, o=out_axis:
+                                  granularity.expand_blocks(keep, s, b, o)))
+        if job.is_global():
+            keeps = allocation.global_keep([it[2] for it in items], targets[job.members[0].name],
+                                           costs=None if kind == "weight" else [it[3] for it in items],
+                                           max_per_unit=spec["max_sparsity_per_layer"],
+                                           frozen=None if p.soft else [it[4] for it in items])
+        elif kind == "channel":
+            keeps = [allocation.channel_keep(it[2], targets[it[0].name], 1, int(p.plan.get("min_keep", 1)),
+                                             it[4]) for it in items]
+        else:
+            keeps = [allocation.weight_mask(it[2], targets[it[0].name], it[4]) for it in items]
+        for (w, attr, _, _, _, expand), keep in zip(items, keeps):
+            w.set_mask(attr, expand(np.asarray(keep, dtype=bool)))
+
+    def _block_shape(self):
+        shape = self.pruner.plan.get("block_shape") or [1, 4]
+        if len(shape) != 2 or any(int(v) < 1 for v in shape):
+            raise RecipeError("prune.block_shape", "must be two positive integers [rows, cols].", shape)
+        return tuple(int(v) for v in shape)
+
+    def _update_nm(self, job, targets, stats):
+        (n, m), spec, crit = job.params, job.spec, job.criterion
+        path = f"prune.config_list[{job.entry}]"
+        if job.is_global():
+            raise RecipeError("prune.scope", f"granularity `{n}:{m}` keeps {n} of every {m} weights inside "
+                              "each layer, so it has no global ranking; use scope: layerwise.", "global")
+        final = spec["sparsity"] if spec.get("sparsity") is not None else spec["total_sparsity"]
+        if abs(final - (m - n) / m) > 1e-6:
+            raise RecipeError(f"{path}.sparsity", f"granularity `{n}:{m}` prunes {m - n} of every {m} weights, "
+                              f"i.e. sparsity {(m - n) / m:g}; set sparsity: {(m - n) / m:g}.", final)
+        for w in job.members:
+            for attr in kernel_attrs(w, "n:m"):
+                value = np.asarray(w.weights_by_attr()[attr].numpy())
+                axis = granularity.input_axis(w.layer, attr, value.ndim)
+                scores = crit(value, None, **stats.kwargs(crit, w.name, attr))
+                try:
+                    keep = granularity.nm_keep(scores, n, m, axis, sparsity=targets[w.name],
+                                               frozen=_frozen(self.pruner, w, attr))
+                except UnsupportedLayerError as e:
+                    raise UnsupportedLayerError(f"{path}.granularity `{n}:{m}` on layer `{w.name}` ({attr}): {e} "
+                                                f"Allowed here: an N:M whose M divides the layer's input "
+                                                "channels.") from None
+                w.set_mask(attr, keep)
