@@ -17,7 +17,7 @@ import numpy as np
 
 from kprune.errors import GraphError
 from kprune.graph.rules import ChannelState, TInfo, apply_rule
-from kprune.graph.walk import FlatGraph, flatten_graph
+from kprune.graph.walk import FlatGraph, flatten_graph, unwrap
 
 ROLES = ("producer", "follower", "consumer")
 NO_PRODUCER = ("has no producer layer (its channels come from the model input or from an "
@@ -51,7 +51,6 @@ class Member:
     @property
     def inner(self):
         """The layer that owns the weight (unwraps a kprune wrapper)."""
-        from kprune.graph.walk import unwrap
 
         return unwrap(self.layer)
 

@@ -20,9 +20,14 @@ from keras import tree
 
 from kprune.errors import GraphError
 from kprune.graph.analysis import analyze
-from kprune.graph.rules import SCALE_FOLLOWERS
-from kprune.graph.walk import fill_in, flat_outputs, unwrap
 from kprune.graph.masks import channel_mask_from_weights, masked_value
+from kprune.graph.rules import (
+    SCALE_FOLLOWERS,
+    BaseConv,
+    BaseConvTranspose,
+    BaseSeparableConv,
+)
+from kprune.graph.walk import fill_in, flat_outputs, unwrap
 
 L = keras.layers
 
@@ -73,7 +78,6 @@ def _new_config(call, layer, analysis, removed) -> dict:
     in_n = _kept_count(analysis, removed, call.in_keys[0]) if call.in_keys else None
     orig_in = len(analysis.infos[call.in_keys[0]].labels) if call.in_keys else None
     name = type(layer).__name__
-    from kprune.graph.rules import BaseConv, BaseConvTranspose, BaseSeparableConv
 
     if isinstance(layer, (BaseConv, BaseConvTranspose, BaseSeparableConv)):
         cfg["filters"] = out_n

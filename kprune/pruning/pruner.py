@@ -2,7 +2,6 @@
 
 The same object drives :class:`kprune.PruningCallback` inside ``model.fit`` and hand-written
 training loops:
-
     pruner = kprune.Pruner(model, steps_per_epoch=len(ds))
     for epoch in range(epochs):
         for x, y in ds:
@@ -30,6 +29,7 @@ from kprune import criteria, graph, schedules
 from kprune.errors import KPruneError, RecipeError
 from kprune.pruning import fast_update, granularity, rewind, statistics
 from kprune.pruning.updaters import FilterUpdater, Job, LayerUpdater
+from kprune.schedules.iterative import round_sparsity
 from kprune.wrappers.prune_wrapper import PruneWrapper, weight_attributes
 from kprune.wrappers.selectors import flatten_layers
 from kprune.wrappers.wrap import find_wrappers
@@ -210,7 +210,6 @@ class Pruner:
     # -- mask computation -------------------------------------------------------------------
     def targets(self, step=None, round_=None) -> dict:
         """``{layer_name: target sparsity}`` at ``step`` (final targets when ``step`` is None)."""
-        from kprune.schedules.iterative import round_sparsity
         out = {}
         for w in self.active:
             final = w.spec["sparsity"] if w.spec.get("sparsity") is not None else w.spec["total_sparsity"]

@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 
 from kprune.errors import KPruneError
+from kprune.wrappers.wrap import find_wrappers
 
 
 def _mask_ids(model) -> set:
-    from kprune.wrappers.wrap import find_wrappers
     ids = set()
     for w in find_wrappers(model):
         ids.update(id(v) for v in w.masks.values())

@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 from kprune.errors import DataError, KPruneError
+from kprune.graph.walk import fill_in, flat_outputs, flatten_graph, unwrap
 
 #: layers the activation search walks through (per-channel, no mixing of channels).
 PASS_THROUGH = ("BatchNormalization", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
@@ -161,7 +162,6 @@ class Source:
 
 
 def _type(op) -> str:
-    from kprune.graph.walk import unwrap
     return type(unwrap(op)).__name__
 
 
@@ -178,7 +178,6 @@ def activation_sources(model, names) -> dict:
     Returns:
         ``{name: Source}``.
     """
-    from kprune.graph.walk import flatten_graph, unwrap
 
     flat = flatten_graph(model)
     consumers = {}
@@ -220,8 +219,6 @@ def _graph_runner(model, keys):
     """A ``tf.function`` computing the flat-graph tensors ``keys`` in inference mode."""
     import tensorflow as tf
     from keras import tree
-
-    from kprune.graph.walk import fill_in, flat_outputs, flatten_graph
 
     flat = flatten_graph(model)
     wanted = set(keys)

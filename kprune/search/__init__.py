@@ -4,7 +4,6 @@ Searches choose how much to prune each *unit* (a channel group, or a layer for w
 granularity) so that the pruned model's measured cost is at or under a budget while an
 evaluator's score stays high. Each is registered by name and configured by a recipe's
 ``prune.search`` mapping or by keyword arguments:
-
     result = kprune.search.run(model, recipe, evaluator=accuracy, out_dir="runs/sa",
                                name="simulated_annealing", constraint="flops", budget=0.5)
     result.allocation, result.cost, result.score, result.model   # see SearchResult
@@ -14,13 +13,24 @@ See ``docs/search.md``. Algorithms: ``sensitivity``, ``simulated_annealing``, ``
 """
 
 from kprune.config.registry import SEARCHES as _REGISTRY
-from kprune.search.base import Search, tighten  # noqa: F401
+from kprune.search.base import (  # noqa: F401
+    Search,
+    register,  # noqa: E402
+    tighten,
+)
 from kprune.search.result import SearchResult  # noqa: F401
 
-from kprune.search.base import register  # noqa: E402
 names = _REGISTRY.names
 
-from kprune.search import admm, amc, autocompress, netadapt, sensitivity, simulated_annealing, uniform  # noqa: E402,F401  (registration)
+from kprune.search import (  # noqa: E402,F401  (registration)
+    admm,
+    amc,
+    autocompress,
+    netadapt,
+    sensitivity,
+    simulated_annealing,
+    uniform,
+)
 
 
 def validate(value, path="prune.search", lines=None):
@@ -69,8 +79,6 @@ def run(model, recipe, evaluator=None, constraint=None, budget=None, out_dir=Non
     Returns:
         SearchResult.
     """
-    from kprune.errors import RecipeError
-    from kprune.search.base import coerce_recipe
 
     recipe = coerce_recipe(recipe)
     config = dict(recipe.prune.get("search") or {})
@@ -85,6 +93,8 @@ def run(model, recipe, evaluator=None, constraint=None, budget=None, out_dir=Non
                            finetune=finetune, verbose=verbose, executor=executor)
 
 
+from kprune.errors import RecipeError
+from kprune.search.base import coerce_recipe
 from kprune.search.executor import Executor, LocalExecutor, RayExecutor  # noqa: E402
 
 __all__ = ["Executor", "LocalExecutor", "RayExecutor", "Search", "SearchResult", "get", "names", "register", "run",

@@ -32,8 +32,9 @@ import numpy as np
 
 from kprune.config import schema as S
 from kprune.errors import KPruneError
-from kprune.search.base import register
-from kprune.search.base import Search, tighten
+from kprune.search.base import Search, register, tighten
+from kprune.search.units import check_allocation
+from kprune.wrappers.wrap import find_wrappers
 
 F = S.Field
 
@@ -126,7 +127,6 @@ _PENALTIES = weakref.WeakKeyDictionary()
 
 def _slots(builder) -> list:
     """``[(weight index, mask index, variable)]`` for every masked weight of the wrapped model."""
-    from kprune.wrappers.wrap import find_wrappers
     index = {id(v): i for i, v in enumerate(builder.wrapped.weights)}
     out = []
     for w in find_wrappers(builder.wrapped):
@@ -283,7 +283,6 @@ class Admm(Search):
         given = cfg["allocation"]
         start = {u.name: 0.0 for u in ctx.units}
         if given is not None:
-            from kprune.search.units import check_allocation
             check_allocation(ctx.units, given)
             start.update({k: float(v) for k, v in given.items()})
         return tighten(start, ctx.resource, ctx.limit, cfg["max_sparsity"])

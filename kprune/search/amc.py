@@ -42,9 +42,9 @@ import numpy as np
 
 from kprune.config import schema as S
 from kprune.errors import RecipeError
-from kprune.search.base import register
-from kprune.search.base import Search
+from kprune.search.base import Search, register
 from kprune.search.ddpg import DDPG, truncated_normal
+from kprune.wrappers.selectors import flatten_layers
 
 F = S.Field
 
@@ -101,7 +101,6 @@ class AMC(Search):
     # -- the environment -----------------------------------------------------------------------
     def embedding(self, ctx) -> np.ndarray:
         """The static part of the states: ``(units, 12)``, min-max normalised per column."""
-        from kprune.wrappers.selectors import flatten_layers
         layers = {l.name: l for l in flatten_layers(ctx.builder.wrapped)}
         cap = self.config["max_sparsity"]
         orig = ctx.resource({})

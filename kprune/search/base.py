@@ -28,9 +28,22 @@ import os
 import time
 
 from kprune.config import schema as S
-from kprune.errors import KPruneError, RecipeError
-from kprune.search.executor import EXECUTOR
+from kprune.config.recipe import Recipe
 from kprune.config.registry import SEARCHES
+from kprune.errors import KPruneError, RecipeError
+from kprune.export.latency_table import latency_table
+from kprune.search.candidates import CandidateBuilder
+from kprune.search.context import SearchContext
+from kprune.search.cost import CostModel, measure, resolve_budget
+from kprune.search.evaluation import (
+    default_evaluator,
+    default_finetune,
+    default_recalibration,
+)
+from kprune.search.executor import EXECUTOR, Job, make_executor
+from kprune.search.result import SearchResult
+from kprune.search.units import allocation_recipe, find_units, layer_allocation
+from kprune.wrappers.wrap import is_wrapped
 
 #: decorator registering a member of the family by name
 register = SEARCHES.register
@@ -139,13 +152,6 @@ class Search(abc.ABC):
         Returns:
             :class:`kprune.search.SearchResult`.
         """
-        from kprune.search.candidates import CandidateBuilder
-        from kprune.search.context import SearchContext
-        from kprune.search.cost import CostModel, resolve_budget
-        from kprune.search.evaluation import default_evaluator, default_finetune, default_recalibration
-        from kprune.search.executor import make_executor
-        from kprune.search.units import find_units
-        from kprune.wrappers.wrap import is_wrapped
 
         t0 = time.time()
         recipe = coerce_recipe(recipe)
@@ -193,8 +199,6 @@ class Search(abc.ABC):
         """What the executor's workers need: the model as .keras bytes, the recipe, the callables."""
         import tempfile
 
-        from kprune.search.executor import Job
-
         with tempfile.TemporaryDirectory(prefix="kprune_job_") as folder:
             path = os.path.join(folder, "model.keras")
             try:
@@ -209,7 +213,6 @@ class Search(abc.ABC):
                    recalibrate_bn=int(recalibrate_bn or 0))
 
     def _latency_table(self, model, out_dir):
-        from kprune.export.latency_table import latency_table
         lat = self.config["latency"]
         cache = lat["cache"] or (os.path.join(out_dir, "latency_table.json") if out_dir else None)
         return latency_table(model, channel_grid=lat["grid"], threads=lat["threads"], runs=lat["runs"],
@@ -217,9 +220,6 @@ class Search(abc.ABC):
 
     def _finish(self, ctx, proposal: dict, recipe, t0):
         """Tightens to the budget, builds, measures (and re-tightens) the final candidate."""
-        from kprune.search.cost import measure
-        from kprune.search.result import SearchResult
-        from kprune.search.units import allocation_recipe, layer_allocation
 
         cfg = self.config
         kind, limit = ctx.constraint, ctx.limit
@@ -311,7 +311,6 @@ def tighten(allocation: dict, resource, limit: float, max_sparsity: float, steps
 
 def coerce_recipe(recipe):
     """A Recipe from a Recipe, a recipe dict, a YAML path, or a bare ``prune`` section."""
-    from kprune.config.recipe import Recipe
     if isinstance(recipe, dict) and "prune" not in recipe and (
             "config_list" in recipe or "criterion" in recipe or "granularity" in recipe):
         recipe = {"prune": recipe}

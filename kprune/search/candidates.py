@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from kprune.graph.surgery import compact
+from kprune.pruning.pruner import Pruner
 from kprune.search.units import allocation_recipe, check_allocation
+from kprune.wrappers.wrap import strip, wrap
 
 
 class CandidateBuilder:
@@ -35,9 +38,6 @@ class CandidateBuilder:
     """
 
     def __init__(self, model, prune: dict, units: list):
-        from kprune.pruning.pruner import Pruner
-        from kprune.wrappers.wrap import wrap
-
         self.prune = prune
         self.units = list(units)
         self.wrapped = wrap(model, allocation_recipe(prune, self.units, {}))
@@ -95,8 +95,6 @@ class CandidateBuilder:
 
     def compact(self):
         """The current candidate as a plain model: filters removed (filter) or masks baked (weight)."""
-        from kprune.graph.surgery import compact
-        from kprune.wrappers.wrap import strip
 
         if self.prune["granularity"] == "filter":
             return compact(self.wrapped)

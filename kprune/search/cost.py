@@ -22,8 +22,13 @@ import tempfile
 
 import numpy as np
 
-from kprune.pruning import allocation as alloc_lib
+from kprune import counting, graph
 from kprune.errors import KPruneError, RecipeError
+from kprune.export.benchmark import benchmark
+from kprune.export.tflite import to_tflite
+from kprune.pruning import allocation as alloc_lib
+from kprune.wrappers.prune_wrapper import KERNEL_WEIGHTS
+from kprune.wrappers.selectors import flatten_layers
 
 KINDS = ("params", "flops", "latency")
 
@@ -59,10 +64,6 @@ class CostModel:
     """
 
     def __init__(self, model, units: list, prune: dict, table=None):
-        from kprune import counting
-        from kprune import graph
-        from kprune.wrappers.selectors import flatten_layers
-
         self.units = list(units)
         self.granularity = prune["granularity"]
         self.round_to = int(prune.get("round_to", 1))
@@ -136,7 +137,6 @@ class CostModel:
     # -- prediction ---------------------------------------------------------------------------
     def predict(self, allocation: dict) -> dict:
         """Predicted ``{"params", "flops"[, "latency"]}`` of the candidate (latency in ms)."""
-        from kprune.wrappers.prune_wrapper import KERNEL_WEIGHTS
 
         if self.granularity == "weight":
             removed, kernel_frac = 0, {}
@@ -185,7 +185,6 @@ def measure(model, kinds=("params", "flops"), granularity: str = "filter", laten
     Returns:
         ``{"params": int, "flops": int[, "latency": ms]}``.
     """
-    from kprune import counting
 
     c = counting.count(model)
     out = {"params": int(c.params), "flops": int(c.flops)} if granularity == "filter" else \
@@ -200,8 +199,6 @@ def measure(model, kinds=("params", "flops"), granularity: str = "filter", laten
 
 def benchmark_ms(model, settings: dict) -> float:
     """Converts ``model`` to TFLite in a temporary folder and returns its benchmarked latency (ms)."""
-    from kprune.export.benchmark import benchmark
-    from kprune.export.tflite import to_tflite
 
     with tempfile.TemporaryDirectory(prefix="kprune_search_") as folder:
         path = to_tflite(model, os.path.join(folder, "candidate.tflite")).path

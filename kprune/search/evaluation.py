@@ -15,6 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from kprune import data
+from kprune.models import training
+from kprune.pruning.batchnorm import recalibrate_bn
+
 
 def default_evaluator(recipe, take: int | None = 1000):
     """``evaluator(model) -> accuracy`` on the recipe's validation data.
@@ -31,7 +35,6 @@ def default_evaluator(recipe, take: int | None = 1000):
         >>> 0.0 <= evaluate(model) <= 1.0
         True
     """
-    from kprune import data
 
     d = recipe.data
     ds = data.load(d["name"], split="validation", batch_size=d["batch_size"], shuffle=False,
@@ -64,8 +67,6 @@ def default_recalibration(recipe, batches: int):
     cache = []
 
     def recalibrate(model) -> None:
-        from kprune import data
-        from kprune.pruning.batchnorm import recalibrate_bn
         if not cache:
             d = recipe.data
             ds = data.load(d["name"], split="train", batch_size=d["batch_size"], shuffle=False,
@@ -85,8 +86,6 @@ def default_finetune(recipe):
     Returns:
         A callable that compiles ``model`` and trains it for ``steps`` batches in place.
     """
-    from kprune import data
-    from kprune.models import training
 
     d = recipe.data
     cfg = recipe.finetune if recipe.finetune["epochs"] > 0 else recipe.train

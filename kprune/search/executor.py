@@ -39,7 +39,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kprune.config import schema as S
+from kprune.config.recipe import Recipe
 from kprune.errors import KPruneError
+from kprune.io import atomic_write_bytes
+from kprune.search.candidates import CandidateBuilder
+from kprune.search.evaluation import (
+    default_evaluator,
+    default_finetune,
+    default_recalibration,
+)
+from kprune.search.units import find_units
 
 F = S.Field
 
@@ -97,10 +106,6 @@ class Worker:
                 pass
         import keras
 
-        from kprune.search.candidates import CandidateBuilder
-        from kprune.search.evaluation import default_evaluator, default_finetune, default_recalibration
-        from kprune.search.units import find_units
-
         with tempfile.TemporaryDirectory(prefix="kprune_worker_") as folder:
             path = os.path.join(folder, "model.keras")
             with open(path, "wb") as f:
@@ -113,7 +118,6 @@ class Worker:
         self.builder = CandidateBuilder(model, job.prune, units)
         recipe = None
         if job.evaluator is None or job.finetune is None or job.recalibrate_bn:
-            from kprune.config.recipe import Recipe
             recipe = Recipe.from_dict(job.recipe or {})
         self.evaluator = job.evaluator or default_evaluator(recipe, job.eval_take)
         self.finetune = job.finetune or default_finetune(recipe)
@@ -228,7 +232,6 @@ class LocalExecutor(Executor):
         path = os.path.join(self._folder, f"state_{self._count}.npz")
         buf = io.BytesIO()
         np.savez(buf, **{f"a{i}": np.asarray(a) for i, a in enumerate(state)})
-        from kprune.io import atomic_write_bytes
         atomic_write_bytes(path, buf.getvalue())
         return path
 

@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 
+from kprune import graph
 from kprune.errors import KPruneError, RecipeError
+from kprune.wrappers.prune_wrapper import KERNEL_WEIGHTS, weight_attributes
+from kprune.wrappers.selectors import flatten_layers, select
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,14 +76,10 @@ def find_units(model, prune: dict) -> list:
         >>> [u.name for u in find_units(model, recipe.prune)][:2]
         ['conv1', 'stage1_block1_conv1']
     """
-    from kprune import graph
-    from kprune.wrappers.selectors import select
 
     specs, excluded = select(model, base_prune(prune))
     units = []
     if prune["granularity"] == "weight":
-        from kprune.wrappers.selectors import flatten_layers
-        from kprune.wrappers.prune_wrapper import KERNEL_WEIGHTS, weight_attributes
         for layer in flatten_layers(model):
             if layer.name in specs:
                 size = sum(_prod(v.shape) for a, v in weight_attributes(layer).items() if a in KERNEL_WEIGHTS)

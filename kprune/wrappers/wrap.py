@@ -5,9 +5,15 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from kprune import graph
+from kprune.config.recipe import Recipe
 from kprune.errors import UnsupportedLayerError
+from kprune.wrappers.prune_wrapper import (
+    KERNEL_WEIGHTS,
+    PruneWrapper,
+    weight_attributes,
+)
 from kprune.wrappers.selectors import flatten_layers, select
-from kprune.wrappers.prune_wrapper import KERNEL_WEIGHTS, PruneWrapper, weight_attributes
 
 
 def find_wrappers(model) -> list:
@@ -120,7 +126,6 @@ def wrap(model, recipe, soft: bool = False):
         >>> model = kprune.wrap(model, {"prune": {"criterion": "level",
         ...     "config_list": [{"op_types": ["Dense"], "sparsity": 0.8}]}})
     """
-    from kprune.config.recipe import Recipe
 
     recipe = Recipe.coerce(recipe)
     soft = bool(soft or recipe.prune.get("soft", False))
@@ -148,7 +153,6 @@ def wrap(model, recipe, soft: bool = False):
 
 def _coupled_layers(model, producers: set) -> set:
     """Names of the layers that share a channel group with any of ``producers``."""
-    from kprune import graph
 
     names = set()
     for group in graph.groups(model):
