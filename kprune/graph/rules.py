@@ -173,8 +173,7 @@ def apply_rule(state: ChannelState, call, infos: list[TInfo]) -> list[TInfo]:
     if not isinstance(layer, keras.layers.Layer):
         if name in ELEMENTWISE_OPS:
             return _elementwise(state, call, infos, layer, f"operation {name}")
-        _block_inputs(state, infos, unknown)
-        return _opaque(state, call, f"produced by {what}")
+        return _probed(state, call, infos, layer, what)
     if not _channels_last(layer):
         _block_inputs(state, infos, f"{what} uses channels_first")
         return _opaque(state, call, f"produced by channels_first {what}")
@@ -208,11 +207,10 @@ def apply_rule(state: ChannelState, call, infos: list[TInfo]) -> list[TInfo]:
             if layer.use_bias:
                 state.touch(out_labels, op, "bias", 0, "follower")
             return [TInfo(out_labels, np.full(len(out_labels), _act_zero(layer.activation)))]
-        if groups != 1:
-            _block_inputs(state, infos, f"{what} is a grouped convolution")
-            return _opaque(state, call, f"produced by grouped convolution {what}")
         nd = layer.kernel.ndim
         cin_axis, cout_axis = (nd - 1, nd - 2) if isinstance(layer, BaseConvTranspose) else (nd - 2, nd - 1)
+        if groups != 1:
+            return [_grouped_conv(state, op, layer, x, cin_axis, cout_axis)]
         _consumer(state, op, x, "kernel", cin_axis)
         return [_producer(state, op, layer.filters, cout_axis, layer.activation)]
     if isinstance(layer, L.Dense):
@@ -278,8 +276,105 @@ def apply_rule(state: ChannelState, call, infos: list[TInfo]) -> list[TInfo]:
     if isinstance(layer, L.Permute):
         if tuple(layer.dims)[-1] == rank - 1:
             return [TInfo(x.labels, x.zero)]
+    if not layer.weights:
+        return _probed(state, call, infos, lambda *a, **k: layer(*a, **k), what)
     _block_inputs(state, infos, unknown)
     return _opaque(state, call, f"produced by {what}")
+
+
+def channel_sources(fn_call, call, trials: int = 3):
+    """Derive where each output channel of a weightless operation comes from, by running it.
+
+    Each input gets distinct values per channel (constant along every other axis); an output
+    channel whose value is, in every one of ``trials`` random assignments, exactly the value of
+    the same input channel *is* that channel (slicing, gathering, split, stack, transpose or
+    reshape that keeps the channel axis last, reductions over other axes). Anything else has
+    no channel mapping: an output that mixes channels (a reduction or arithmetic over the
+    channel axis), a reshape that folds channels into other axes, a selection by value.
+
+    Args:
+        fn_call: calls the operation (``fn_call(*args, **kwargs)``).
+        call: the :class:`~kprune.graph.walk.Call`.
+        trials: random assignments that must agree.
+
+    Returns:
+        ``[sources per output]`` where ``sources`` is an int array ``[C_out, 2]`` of
+        ``(input index, input channel)``, or the reason (a string) why no mapping exists.
+    """
+    shapes = [tuple(t.shape) for t in call.in_tensors]
+    if not shapes or any(d is None for sh in shapes for d in sh[1:]) or any(len(sh) < 2 for sh in shapes):
+        return "has inputs of unknown or channel-less shape"
+    sizes = [int(sh[-1]) for sh in shapes]
+    total = sum(sizes)
+    where = np.repeat(np.arange(len(sizes)), sizes)
+    offset = np.concatenate([np.arange(n) for n in sizes])
+    rng = np.random.default_rng(0)
+    found = None
+    for _ in range(trials):
+        values = (rng.permutation(total) + 1).astype("float32") * rng.choice([-1.0, 1.0])
+        arrays, start = {}, 0
+        for t, sh, n in zip(call.in_tensors, shapes, sizes):
+            arrays[id(t)] = np.broadcast_to(values[start:start + n], (1,) + sh[1:]).astype(t.dtype or "float32")
+            start += n
+        try:
+            args, kwargs = call.node.arguments.fill_in(arrays)
+            outs = [np.asarray(keras.ops.convert_to_numpy(o)) for o in keras.tree.flatten(fn_call(*args, **kwargs))]
+        except Exception as exc:  # noqa: BLE001 - the reason is reported with the group
+            return f"could not be evaluated to derive its channel mapping ({type(exc).__name__})"
+        code = {float(v): i for i, v in enumerate(values)}
+        result = []
+        for out in outs:
+            if out.ndim < 2:
+                return "reduces the channel axis away"
+            rows = out.reshape(-1, out.shape[-1])
+            if not np.all(rows == rows[:1]):
+                return "moves channels into other axes"
+            idx = [code.get(float(v)) for v in rows[0]]
+            if any(i is None for i in idx):
+                return "mixes channels (its outputs are not input channels)"
+            idx = np.asarray(idx, dtype=np.int64)
+            result.append(np.stack([where[idx], offset[idx]], axis=1))
+        if found is not None and any(not np.array_equal(a, b) for a, b in zip(found, result)):
+            return "selects channels by value, not by position"
+        found = result
+    return found
+
+
+def _probed(state, call, infos, fn_call, what) -> list[TInfo]:
+    """Outputs of a weightless operation whose channel mapping is derived by running it."""
+    sources = channel_sources(fn_call, call)
+    if isinstance(sources, str):
+        _block_inputs(state, infos, f"{what} {sources}")
+        return _opaque(state, call, f"produced by {what}, which {sources}")
+    outs = []
+    for src in sources:
+        labels = np.asarray([infos[i].labels[k] for i, k in src], dtype=np.int64)
+        zero = np.asarray([bool(infos[i].zero[k]) for i, k in src], dtype=bool)
+        outs.append(TInfo(labels, zero))
+    return outs
+
+
+def _grouped_conv(state, op, layer, x, cin_axis, cout_axis):
+    """A convolution with ``groups`` G > 1 (ResNeXt, RegNet): the same channel positions are
+    pruned in every group, as Torch-Pruning does, so ``groups`` stays G.
+
+    The kernel holds ``C_in / G`` input channels: input channel ``c`` is read at kernel position
+    ``c % (C_in / G)``, so the G input channels at one position are one channel of the graph
+    (united). Output filter ``j`` of every group is united
+    with filter ``j`` of the other groups.
+    """
+    g, cin = layer.groups, len(x.labels)
+    per_in = cin // g
+    by_group_in = x.labels.reshape(g, per_in)
+    for i in range(1, g):
+        state.union(by_group_in[0], by_group_in[i])
+    _consumer(state, op, x, "kernel", cin_axis, positions=np.arange(cin) % per_in)
+    out = _producer(state, op, layer.filters, cout_axis, layer.activation)
+    per_out = layer.filters // g
+    by_group = out.labels.reshape(g, per_out)
+    for i in range(1, g):
+        state.union(by_group[0], by_group[i])
+    return out
 
 
 def _concatenate(state, call, layer, infos, what):

@@ -81,7 +81,7 @@ def _new_config(call, layer, analysis, removed) -> dict:
 
     if isinstance(layer, (BaseConv, BaseConvTranspose, BaseSeparableConv)):
         cfg["filters"] = out_n
-        if getattr(layer, "groups", 1) > 1:  # depthwise-like grouped conv (groups == C_in)
+        if getattr(layer, "groups", 1) > 1 and layer.groups == orig_in:  # depthwise-like grouped conv
             cfg["groups"] = in_n
     elif isinstance(layer, L.Dense):
         cfg["units"] = out_n

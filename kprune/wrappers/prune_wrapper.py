@@ -169,8 +169,11 @@ class PruneWrapper(MaskedLayer, keras.layers.Wrapper):
             return self.layer(inputs, training=training)
         return self.layer(inputs)
 
-    def compute_output_shape(self, input_shape):
-        return self.layer.compute_output_shape(input_shape)
+    def compute_output_spec(self, *args, **kwargs):
+        # the wrapped layer's own spec: its compute_output_shape when it has one, else a
+        # symbolic trace of its call (custom layers need not implement compute_output_shape)
+        kwargs.pop("training", None)
+        return self.layer.compute_output_spec(*args, **kwargs)
 
     def get_config(self):
         config = super().get_config()

@@ -43,6 +43,8 @@ def _check_model(model, what: str):
 
 
 def _fresh(layer):
+    if not isinstance(layer, keras.layers.Layer):
+        return layer  # a keras.ops operation node (x + 3, x * y, x[..., :c]): stateless, reused
     if type(layer) is keras.layers.Lambda:
         # a Lambda's config holds Python bytecode, which Keras refuses to deserialize in safe
         # mode; the function is already in memory, so the copy reuses it
@@ -65,7 +67,7 @@ def _clone(model, make):
         # keep the input names (clone_model would invent new ones)
         inputs = [keras.Input(batch_shape=t.shape, dtype=t.dtype, name=t._keras_history[0].name)
                   for t in model.inputs]
-        inputs = inputs[0] if len(inputs) == 1 and not isinstance(model.input, (list, dict)) else inputs
+        inputs = keras.tree.pack_sequence_as(model.input, inputs)
     try:
         clone = keras.models.clone_model(model, input_tensors=inputs, clone_function=fn,
                                          call_function=None if inputs is None else _call, recursive=True)
@@ -100,7 +102,7 @@ def _copy_weights(old, new):
                 val = val * np.asarray(old.masks[attr].numpy(), dtype=val.dtype)
             values.append(val)
         new.set_weights(values)
-    elif old.weights:
+    elif isinstance(old, keras.layers.Layer) and old.weights:
         new.set_weights(old.get_weights())
 
 

@@ -269,7 +269,7 @@ def test_per_channel_rescaling_is_unprunable():
     assert gb.prunable and _member(gb, "out", "kernel").requires_zero  # 0 * 0.5 + 0.1 != 0
 
 
-def test_unclear_einsum_and_grouped_conv_are_unprunable():
+def test_unclear_einsum_is_unprunable_and_grouped_conv_couples_groups():
     x = keras.Input((4, 6))
     a = L.Dense(6, name="a")(x)
     e = L.EinsumDense("abc,bd->adc", output_shape=(3, 6), name="mix")(a)  # contracts time
@@ -280,4 +280,7 @@ def test_unclear_einsum_and_grouped_conv_are_unprunable():
     a = L.Conv2D(4, 1, name="a")(x)
     g = L.Conv2D(4, 3, groups=2, name="grouped")(a)
     gs = groups(keras.Model(x, L.Conv2D(1, 1, name="out")(g)))
-    assert "grouped convolution" in _by_producer(gs, "a").reason
+    a_group = _by_producer(gs, "a")
+    # channels c and c + 2 of `a` read the same kernel slice of the 2-group conv
+    assert a_group.prunable and a_group.size == 2
+    assert [m.index.tolist() for m in a_group.members if m.layer.name == "a" and m.weight == "kernel"] == [[[0, 2], [1, 3]]]
