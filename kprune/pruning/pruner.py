@@ -75,6 +75,8 @@ class Pruner(LayerUnits):
         self.step = self.saved_step()
         # the first active wrapper writes this pruner's live step whenever the model is saved
         self.active[0].__dict__["_kprune_step_source"] = weakref.ref(self)
+        for w in self.active:  # training a selected layer no Pruner ever saw is an error (PruneWrapper.call)
+            w.__dict__["_kprune_has_pruner"] = True
         self.round = 0
         self.rewind_weights = None
         self._final = False

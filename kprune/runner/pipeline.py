@@ -128,7 +128,10 @@ def _fit_epochs(run: Run, model, section: str, cfg: dict, callbacks=(), make_mod
         ckpt = f"ckpt/{section}-e{epoch + 1}.keras"
         save_model_atomic(model, run.path(ckpt))
         previous = run.state["stages"].get(section, {}).get("checkpoint")
-        run.mark(section, epoch=epoch + 1, test_accuracy=acc, checkpoint=ckpt)
+        skipped = {n: r for cb in callbacks if getattr(cb, "pruner", None) is not None
+                   for n, r in cb.pruner.skipped.items()}
+        run.mark(section, epoch=epoch + 1, test_accuracy=acc, checkpoint=ckpt,
+                 **({"skipped": skipped} if skipped else {}))
         if previous and previous != ckpt and os.path.exists(run.path(previous)):
             os.unlink(run.path(previous))  # only now: the committed state names the new one
     return model
@@ -199,7 +202,9 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
         else:
             pruned = kprune.wrap(dense, recipe)
             if schedule == "oneshot":
-                Pruner(pruned, data=_statistics_data(r)).prune_now()
+                pruner = Pruner(pruned, data=_statistics_data(r))
+                pruner.prune_now()
+                r.state["stages"].setdefault("prune", {})["skipped"] = _check_skipped(pruner.skipped, pruned)
         pruned_now = schedule == "oneshot" or searched
         pruned_acc = training.accuracy(pruned, test) if pruned_now else None
         recal_acc = _recalibrate(r, pruned, test) if pruned_now else None
@@ -232,6 +237,10 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
                method="compact" if structured else "strip")
     c0, c1 = counting.count(dense), counting.count(final)
     sparsity = kprune.sparsity(pruned)
+    skipped = {**r.state["stages"]["prune"].get("skipped", {}), **r.state["stages"]["finetune"].get("skipped", {})}
+    for name, reason in sorted(skipped.items()):
+        log.warning("selected layer `%s` was not pruned: %s", name, reason)
+    _check_skipped(skipped, pruned)
 
     result = {
         "name": recipe.name,
@@ -245,6 +254,7 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
         "macs": {"original": c0.macs, "speedup": c1.macs, "effective": c1.effective_macs},
         "sparsity": sparsity,
         "compact_method": r.state["stages"]["compact"]["method"],
+        "skipped": skipped,
     }
     if recipe.prune["recalibrate_bn"]:
         result["performance"]["pruned_recalibrated"] = r.state["stages"]["prune"].get("test_accuracy_recalibrated")
@@ -278,6 +288,19 @@ def _committed_result(r: Run, fallback: dict) -> dict:
     except (OSError, ValueError):
         atomic_write_json(r.path("result.json"), fallback)
         return fallback
+
+
+def _check_skipped(skipped: dict, model) -> dict:
+    """Returns ``skipped``; raises when it holds every selected layer (nothing could be pruned)."""
+    import kprune
+    from kprune.errors import KPruneError
+    selected = {w.name for w in kprune.wrappers.find_wrappers(model) if w.spec}
+    if selected and set(skipped) >= selected:
+        reasons = "; ".join(f"`{n}`: {why}" for n, why in sorted(skipped.items()))
+        raise KPruneError(f"nothing can be pruned: every layer the recipe selects was skipped. Received: {reasons}. "
+                          "Select other layers in prune.config_list (kprune-cli inspect lists the prunable "
+                          "ones), or use granularity: weight.")
+    return skipped
 
 
 def _recalibrate(r: Run, pruned, test):

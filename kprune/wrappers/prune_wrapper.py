@@ -11,6 +11,12 @@ The forward pass is the wrapped layer's own, untouched: no extra multiply per ca
 keeps training overhead low and makes the wrapper work under ``jit_compile``, mixed precision
 and distribution strategies. With ``soft=True`` (soft filter pruning) no constraint is
 installed: pruned weights are zeroed at each mask update but keep training in between.
+
+Training a selected layer that no :class:`kprune.Pruner` ever saw (``model.fit`` without
+:class:`kprune.PruningCallback`) raises :class:`kprune.errors.KPruneError` when the train
+step is traced, as TFMOT does: such a model would otherwise train unpruned, silently. The
+check is plain Python at trace time and costs nothing per step; inference, stripped and
+compacted models are not affected.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from kprune.errors import UnsupportedLayerError
+from kprune.errors import KPruneError, UnsupportedLayerError
 
 #: weights that fine-grained (weight-level) pruning masks, by attribute name.
 KERNEL_WEIGHTS = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings")
@@ -73,6 +79,16 @@ def _complete_spec(spec, name: str) -> dict:
         raise UnsupportedLayerError(f"PruneWrapper `{name}`: spec needs exactly one of `sparsity` (this layer) "
                                     f"or `total_sparsity` (global scope). Received: spec={spec!r}")
     return out
+
+
+def _no_pruner(name: str):
+    raise KPruneError(
+        f"layer `{name}` is wrapped for pruning, but the model is being trained with no kprune.Pruner "
+        "attached, so no mask would ever be computed and the model would train unpruned. Received: a "
+        "training call (training=True) before any Pruner or PruningCallback saw this model. Fix: "
+        "model.fit(..., callbacks=[kprune.PruningCallback()]); in a custom training loop create "
+        "kprune.Pruner(model) before the first step and call pruner.on_step() at each step; to train "
+        "without pruning, use kprune.strip(model).")
 
 
 @keras.saving.register_keras_serializable(package="kprune")
@@ -159,6 +175,8 @@ class PruneWrapper(keras.layers.Wrapper):
         super().save_own_variables(store)
 
     def call(self, inputs, training=None):
+        if training is True and self.spec and not self.__dict__.get("_kprune_has_pruner"):
+            _no_pruner(self.name)  # a Python check when the train step is traced: free per step
         if self._call_has_training:
             return self.layer(inputs, training=training)
         return self.layer(inputs)
