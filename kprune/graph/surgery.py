@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from keras import tree
 
-from kprune.errors import GraphError
+from kprune.errors import GraphError, require_finite
 from kprune.graph.analysis import analyze
 from kprune.graph.rules import SCALE_FOLLOWERS
 from kprune.graph.walk import fill_in, flat_outputs, unwrap
@@ -194,5 +194,7 @@ def compact(model, min_channels: int = 1) -> keras.Model:
     outputs = tree.pack_sequence_as(flat.outputs_struct, [values[k] for k in flat.output_keys])
     small = keras.Model(inputs, outputs, name=model.name)
     for old, new in pairs:
+        for v in old.weights:
+            require_finite(keras.ops.convert_to_numpy(v), old.name, v.path.rsplit("/", 1)[-1], "compacted")
         _copy_weights(old, new, deletions)
     return small

@@ -28,7 +28,7 @@ import numpy as np
 
 from kprune import criteria, schedules
 from kprune.pruning import allocation, fast_update, granularity, rewind
-from kprune.errors import GraphError, KPruneError, RecipeError
+from kprune.errors import GraphError, KPruneError, RecipeError, require_finite
 from kprune.graph.masks import apply_group_mask
 from kprune.pruning.pruner_units import LayerUnits
 from kprune.wrappers.prune_wrapper import PruneWrapper
@@ -341,7 +341,8 @@ class Pruner(LayerUnits):
         for m in group.members:
             if m.role != "producer" or m.weight not in _MAIN_KERNELS:
                 continue
-            value = np.asarray(self._variable(m.layer.name, m.weight).numpy())
+            value = require_finite(np.asarray(self._variable(m.layer.name, m.weight).numpy()), m.layer.name,
+                                   m.weight, "scored")
             rows = np.asarray(m.index)  # [C, k]: a group channel may span k positions (GroupNorm groups)
             idx = rows[:, 0]
             kw = self._stats_for(stats, crit, m.layer.name, m.weight)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from kprune.pruning import allocation, granularity
-from kprune.errors import KPruneError, RecipeError, UnsupportedLayerError
+from kprune.errors import KPruneError, RecipeError, UnsupportedLayerError, require_finite
 from kprune.wrappers.prune_wrapper import KERNEL_WEIGHTS, PruneWrapper, weight_attributes
 
 _MAIN_KERNELS = ("kernel", "pointwise_kernel")
@@ -94,7 +94,7 @@ class LayerUnits:
         items = []  # (wrapper, attr, unit scores, unit costs, frozen units, to_mask)
         for w in members:
             for attr in self._kernel_attrs(w, kind):
-                value = np.asarray(w.weights_by_attr()[attr].numpy())
+                value = require_finite(np.asarray(w.weights_by_attr()[attr].numpy()), w.name, attr, "scored")
                 kw = self._stats_for(stats, crit, w.name, attr)
                 frozen = self._frozen(w, attr)
                 if kind == "weight":
@@ -150,7 +150,7 @@ class LayerUnits:
                               f"i.e. sparsity {(m - n) / m:g}; set sparsity: {(m - n) / m:g}.", final)
         for w in members:
             for attr in self._kernel_attrs(w, "n:m"):
-                value = np.asarray(w.weights_by_attr()[attr].numpy())
+                value = require_finite(np.asarray(w.weights_by_attr()[attr].numpy()), w.name, attr, "scored")
                 axis = granularity.input_axis(w.layer, attr, value.ndim)
                 scores = crit(value, None, **self._stats_for(stats, crit, w.name, attr))
                 try:
