@@ -120,7 +120,9 @@ PRUNE = S.Section({
     "round_to": F("int", 1, low=1, doc="keep channel counts multiples of this"),
     "min_keep": F("int", 1, low=1, doc="never keep fewer channels than this in a group"),
     "schedule": F("custom", {"name": "oneshot"}, check=_schedule_check),
-    "config_list": F("list", [{"op_types": ["Conv2D", "Dense"], "sparsity": 0.5}], item=F("dict", section=CONFIG_ENTRY)),
+    "config_list": F("list", [{"op_types": ["Conv2D", "Dense"], "sparsity": 0.5}], item=F("dict", section=CONFIG_ENTRY),
+                     check=lambda v: None if v else "must not be empty: give at least one entry, e.g. "
+                     "[{op_types: [Conv2D], sparsity: 0.5}] (or leave config_list out for that default)."),
     "statistics_batches": F("int", 10, low=1, doc="batches for activation/gradient criteria"),
     "seed": F("int", 0, doc="seed for random criteria"),
     "recalibrate_bn": F("int", 0, low=0, doc="re-estimate BatchNorm statistics on this many training "
