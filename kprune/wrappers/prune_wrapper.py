@@ -21,6 +21,8 @@ compacted models are not affected.
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import numpy as np
 
@@ -79,6 +81,20 @@ def _complete_spec(spec, name: str) -> dict:
         raise UnsupportedLayerError(f"PruneWrapper `{name}`: spec needs exactly one of `sparsity` (this layer) "
                                     f"or `total_sparsity` (global scope). Received: spec={spec!r}")
     return out
+
+
+_STATISTICS_ONLY = [0]
+
+
+@contextlib.contextmanager
+def statistics_only():
+    """Training-mode calls inside this block update statistics only (BatchNorm recalibration),
+    never weights, so they need no Pruner (see :class:`PruneWrapper`)."""
+    _STATISTICS_ONLY[0] += 1
+    try:
+        yield
+    finally:
+        _STATISTICS_ONLY[0] -= 1
 
 
 def _no_pruner(name: str):
@@ -175,7 +191,7 @@ class PruneWrapper(keras.layers.Wrapper):
         super().save_own_variables(store)
 
     def call(self, inputs, training=None):
-        if training is True and self.spec and not self.__dict__.get("_kprune_has_pruner"):
+        if training is True and self.spec and not self.__dict__.get("_kprune_has_pruner") and not _STATISTICS_ONLY[0]:
             _no_pruner(self.name)  # a Python check when the train step is traced: free per step
         if self._call_has_training:
             return self.layer(inputs, training=training)

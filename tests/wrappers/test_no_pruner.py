@@ -66,3 +66,18 @@ def test_inference_stripped_and_compacted_models_need_no_pruner():
     stripped.compile(optimizer="sgd", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     stripped.fit(x, y, epochs=1, verbose=0)
     assert np.isfinite(stripped.evaluate(x, y, verbose=0))
+
+
+def test_bn_recalibration_of_a_loaded_wrapped_model_needs_no_pruner(tmp_path):
+    keras.utils.set_random_seed(0)
+    x = keras.Input((6,))
+    h = keras.layers.BatchNormalization(name="bn")(keras.layers.Dense(8, name="hidden")(x))
+    model = kprune.wrap(keras.Model(x, keras.layers.Dense(3, name="out")(h)), RECIPE)
+    model.save(tmp_path / "w.keras")
+    loaded = keras.saving.load_model(tmp_path / "w.keras")
+    data, y = _data()
+    assert kprune.recalibrate_bn(loaded, [(data, y)], batches=1) == 1
+    mean = [v for v in loaded.weights if "moving_mean" in v.path][0]
+    assert np.abs(keras.ops.convert_to_numpy(mean)).sum() > 0   # statistics updated
+    with pytest.raises(KPruneError, match="wrapped for pruning"):
+        loaded(data, training=True)  # training outside recalibration still needs a Pruner
