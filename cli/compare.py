@@ -41,6 +41,10 @@ def compare(sweep, out_dir, jobs, resume, overrides, quiet):
         report = runner.compare(s, out_dir, jobs=jobs, resume=resume, verbose=0 if quiet else 1)
     except KPruneError as e:
         raise click.ClickException(str(e)) from e
+    except KeyboardInterrupt:
+        click.echo(f"\ninterrupted: every worker stopped; finished cells are kept in {out_dir} "
+                   "(see compare.json). Rerun the same command to resume.", err=True)
+        raise SystemExit(130) from None
     if report["summary"]:
         with open(report["summary"], encoding="utf-8") as f:
             click.echo("\n" + f.read())

@@ -95,15 +95,34 @@ def format_result(result: dict) -> str:
 
 def _load_model(spec, input_shape, num_classes):
     from kprune import models
+    from kprune.errors import KPruneError
     if spec.endswith(".keras"):
         return models.get(spec)
-    shape = tuple(int(s) for s in input_shape.split(",")) if input_shape else (32, 32, 3)
-    return models.get(spec, input_shape=shape, num_classes=num_classes)
+    shape = input_shape or (32, 32, 3)
+    try:
+        return models.get(spec, input_shape=shape, num_classes=num_classes)
+    except KPruneError:
+        raise
+    except (ValueError, TypeError) as e:  # the builder refused the shape (e.g. too small for its strides)
+        raise click.BadParameter(f"`{spec}` cannot be built for input shape {','.join(map(str, shape))}: {e}",
+                                 param_hint="'--input-shape'") from None
+
+
+def _parse_input_shape(ctx, param, value):
+    """``H,W,C`` -> a tuple of three positive ints (None stays None); else a usage error."""
+    if value is None:
+        return None
+    parts = value.split(",")
+    if len(parts) != 3 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise click.BadParameter(f"must be H,W,C: three positive integers separated by commas, e.g. 32,32,3. "
+                                 f"Received: {value!r}.")
+    return tuple(int(p) for p in parts)
 
 
 _MODEL_OPTS = [
     click.argument("model"),
-    click.option("--input-shape", default=None, help="For zoo/applications names: H,W,C (default 32,32,3)."),
+    click.option("--input-shape", default=None, callback=_parse_input_shape,
+                 help="For zoo/applications names: H,W,C (default 32,32,3)."),
     click.option("--num-classes", default=10, show_default=True, type=int),
 ]
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from kprune.errors import ExportError
-from kprune.export.interpreter import from_output, load_interpreter_with_fallback, to_input
+from kprune.export.interpreter import (from_output, load_interpreter_with_fallback, output_details_in_keras_order,
+                                      to_input)
 
 DEFAULT_ARRAY_BATCH = 128
 
@@ -15,7 +16,8 @@ class TFLiteRunner:
 
     If the file's input shapes cannot be resized (a fixed batch of 1), batches are run one
     sample at a time instead. Quantized inputs are quantized and quantized outputs
-    dequantized, so callers always see float data.
+    dequantized, so callers always see float data. Outputs come in Keras' order (see
+    :func:`kprune.export.interpreter.output_details_in_keras_order`), not the file's.
 
     Args:
         path: the ``.tflite`` file.
@@ -50,7 +52,7 @@ class TFLiteRunner:
         self.interpreter.invoke()
         return [
             from_output(self.interpreter.get_tensor(d["index"]), d).copy()
-            for d in self.interpreter.get_output_details()
+            for d in output_details_in_keras_order(self.interpreter)
         ]
 
     def run(self, xs) -> list:
@@ -80,8 +82,9 @@ class TFLiteRunner:
             self._batch = int(self.interpreter.get_input_details()[0]["shape"][0])
 
 
-def predict_tflite(path, x, threads: int | None = None, batch_size: int = DEFAULT_ARRAY_BATCH) -> np.ndarray:
-    """Returns the first output of a ``.tflite`` model on ``x`` (float, dequantized).
+def predict_tflite(path, x, threads: int | None = None, batch_size: int = DEFAULT_ARRAY_BATCH,
+                   output: int = 0) -> np.ndarray:
+    """Returns one output of a ``.tflite`` model on ``x`` (float, dequantized), by default the first.
 
     Args:
         path: the ``.tflite`` file.
@@ -89,6 +92,8 @@ def predict_tflite(path, x, threads: int | None = None, batch_size: int = DEFAUL
             models (in the interpreter's input order).
         threads: interpreter threads; None lets LiteRT choose. Default None.
         batch_size: rows per interpreter call. Default 128.
+        output: which output, counted in Keras' order (``model.outputs``; sorted keys for a
+            dict of outputs), whatever order the converter gave the file. Default 0.
 
     Returns:
         A float numpy array with one row per input row.
@@ -98,9 +103,10 @@ def predict_tflite(path, x, threads: int | None = None, batch_size: int = DEFAUL
         (4, 10)
     """
     runner = TFLiteRunner(path, threads)
+    _check_output(runner, output)
     xs = [np.asarray(a) for a in x] if isinstance(x, (list, tuple)) else [np.asarray(x)]
     n = xs[0].shape[0]
-    chunks = [runner.run([a[i : i + batch_size] for a in xs])[0] for i in range(0, n, batch_size)]
+    chunks = [runner.run([a[i : i + batch_size] for a in xs])[output] for i in range(0, n, batch_size)]
     return np.concatenate(chunks) if chunks else np.zeros((0,), np.float32)
 
 
@@ -119,7 +125,23 @@ def _batches(dataset):
                 "evaluate_tflite needs labelled batches. Received an element of type "
                 f"{type(element).__name__}; yield (x, y) or (x, y, sample_weight)."
             )
-        yield element[0], np.asarray(element[1])
+        yield element[0], element[1]
+
+
+def _check_output(runner: TFLiteRunner, output) -> None:
+    count = len(runner.interpreter.get_output_details())
+    if isinstance(output, bool) or not isinstance(output, (int, np.integer)) or not 0 <= output < count:
+        raise ExportError(f"output must be an index in [0, {count}) (the model's outputs in Keras' order). "
+                          f"Received: output={output!r}.")
+
+
+def _labels_of(y, output: int) -> np.ndarray:
+    """The labels of one output: ``y`` itself, or its ``output``-th entry when ``y`` holds one per output."""
+    if isinstance(y, (list, tuple)):
+        return np.asarray(y[output])
+    if isinstance(y, dict):  # Keras flattens a dict of outputs in sorted key order
+        return np.asarray(y[sorted(y)[output]])
+    return np.asarray(y)
 
 
 def _predicted_classes(out: np.ndarray) -> np.ndarray:
@@ -134,12 +156,15 @@ def _true_classes(y: np.ndarray, out: np.ndarray) -> np.ndarray:
     return y.reshape(y.shape[0], -1)[:, 0].astype(np.int64) if y.ndim > 1 else y.astype(np.int64)
 
 
-def evaluate_tflite(path, dataset, max_batches: int | None = None, threads: int | None = None) -> float:
+def evaluate_tflite(path, dataset, max_batches: int | None = None, threads: int | None = None,
+                    output: int = 0) -> float:
     """Classification accuracy of a ``.tflite`` model over a labelled dataset.
 
     The interpreter is resized to each batch's size when the file allows it and falls
-    back to one sample at a time otherwise. Predictions are the argmax of the first output
-    (a single-unit output is thresholded at 0.5). Labels may be integer classes or one-hot.
+    back to one sample at a time otherwise. Predictions are the argmax of output ``output``
+    (the first, by default, in Keras' order; a single-unit output is thresholded at 0.5).
+    Labels may be integer classes or one-hot; when ``y`` holds labels for every output (a
+    list, tuple or dict, as Keras' ``fit`` takes them), those of ``output`` are used.
 
     Args:
         path: the ``.tflite`` file.
@@ -147,6 +172,7 @@ def evaluate_tflite(path, dataset, max_batches: int | None = None, threads: int 
             numpy arrays ``(x, y)``.
         max_batches: stop after this many batches; None evaluates everything. Default None.
         threads: interpreter threads; None lets LiteRT choose. Default None.
+        output: which output to score, counted in Keras' order. Default 0.
 
     Returns:
         Accuracy in [0, 1] as a float.
@@ -158,12 +184,14 @@ def evaluate_tflite(path, dataset, max_batches: int | None = None, threads: int 
     if max_batches is not None and (not isinstance(max_batches, int) or max_batches < 1):
         raise ExportError(f"max_batches must be a positive integer or None. Received: max_batches={max_batches!r}.")
     runner = TFLiteRunner(path, threads)
+    _check_output(runner, output)
     correct = total = 0
     for i, (x, y) in enumerate(_batches(dataset)):
         if max_batches is not None and i >= max_batches:
             break
         xs = [np.asarray(a) for a in x] if isinstance(x, (list, tuple)) else [np.asarray(x)]
-        out = runner.run(xs)[0]
+        out = runner.run(xs)[output]
+        y = _labels_of(y, output)
         correct += int(np.sum(_predicted_classes(out) == _true_classes(y, out)))
         total += int(out.shape[0])
     if total == 0:

@@ -72,6 +72,39 @@ def load_interpreter_with_fallback(path, threads=None, batch_size=None):
     return load_interpreter(path, threads, False, batch_size), False
 
 
+def output_details_in_keras_order(interpreter) -> list:
+    """The interpreter's output details in the order Keras returns the model's outputs.
+
+    The converter's tensor order is not Keras' order (a classifier + regression model came out
+    regression first). The file's ``serving_default`` signature names the outputs the way
+    Keras' export does: ``output_0``, ``output_1``, ... for a list of outputs (sorted here by
+    number, so ``output_10`` follows ``output_9``), and the keys of a dict of outputs, which
+    Keras flattens in sorted key order. A file without a signature keeps the interpreter's
+    order (nothing better is known).
+
+    Args:
+        interpreter: an allocated LiteRT interpreter.
+
+    Returns:
+        A list of output detail dicts (``name``, ``index``, ``shape``, ``quantization``, ...).
+    """
+    plain = list(interpreter.get_output_details())
+    signatures = interpreter.get_signature_list()
+    if len(plain) < 2 or len(signatures) != 1:
+        return plain
+    key = next(iter(signatures))
+    named = interpreter.get_signature_runner(key).get_output_details()
+    if len(named) != len(plain):
+        return plain
+
+    def position(name):
+        head, _, number = name.rpartition("_")
+        return (0, int(number), "") if head == "output" and number.isdigit() else (1, 0, name)
+
+    by_index = {d["index"]: d for d in plain}
+    return [by_index.get(named[n]["index"], named[n]) for n in sorted(named, key=position)]
+
+
 def is_quantized(detail) -> bool:
     """True when a tensor detail has an integer dtype with a nonzero scale."""
     scale, _ = detail["quantization"]

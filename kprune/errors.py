@@ -51,3 +51,32 @@ class DataError(KPruneError):
 
 class ExportError(KPruneError):
     """TFLite conversion or benchmarking failed."""
+
+
+class NonFiniteWeightsError(KPruneError, ValueError):
+    """A weight that is scored or compacted holds NaN or Inf values (see :func:`require_finite`)."""
+
+
+def require_finite(value, layer: str, weight: str, action: str):
+    """Raises :class:`NonFiniteWeightsError` when ``value`` holds NaN or Inf; returns it otherwise.
+
+    A NaN filter would rank first under every criterion (``nan > x`` decides nothing) and be
+    kept, and an all-NaN layer would be left unpruned, silently; compaction would copy the
+    NaNs into the smaller model. Called where the Pruner reads a kernel to score it and where
+    ``compact`` reads a layer's weights.
+
+    Args:
+        value: the weight (array-like).
+        layer: the layer's name, for the message.
+        weight: the weight's name (``kernel``, ``gamma``...), for the message.
+        action: what was about to happen (``scored``, ``compacted``), for the message.
+    """
+    import numpy as np
+    arr = np.asarray(value)
+    if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+        nan, inf = int(np.isnan(arr).sum()), int(np.isinf(arr).sum())
+        raise NonFiniteWeightsError(
+            f"layer `{layer}` weight `{weight}` cannot be {action}: it holds {nan} NaN and {inf} Inf value(s) "
+            f"of {arr.size}. Received: a non-finite weight (training diverged, or the model file is damaged). "
+            "Fix: lower the learning rate or clip gradients and retrain, or load an earlier checkpoint.")
+    return value

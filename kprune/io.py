@@ -6,6 +6,16 @@ import json
 import os
 import tempfile
 
+#: Called as ``_after_write(path)`` once each write below is complete (None: nothing). Tests set
+#: it to stop a run right after any write, the way a kill between two writes would, and check
+#: that ``--resume`` still ends where an uninterrupted run ends.
+_after_write = None
+
+
+def _wrote(path):
+    if _after_write is not None:
+        _after_write(os.fspath(path))
+
 
 def atomic_write_bytes(path, data: bytes):
     """Writes ``data`` to ``path`` through a temporary file in the same folder + rename."""
@@ -26,6 +36,7 @@ def atomic_write_bytes(path, data: bytes):
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _wrote(path)
 
 
 def _mode_for(path) -> int:
@@ -68,6 +79,7 @@ def save_model_atomic(model, path):
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    _wrote(path)
 
 
 def append_jsonl(path, record: dict):
@@ -76,3 +88,21 @@ def append_jsonl(path, record: dict):
         f.write(json.dumps(record, default=_default) + "\n")
         f.flush()
         os.fsync(f.fileno())
+    _wrote(path)
+
+
+def truncate_to(path, size: int):
+    """Cuts the file at ``path`` back to its first ``size`` bytes (no-op if it is not longer).
+
+    A run commits the length of its ``log.jsonl`` with its state; on resume, lines written after
+    the last commit (by the step the kill interrupted, which runs again) are cut off here, so the
+    log never holds a line twice.
+    """
+    try:
+        if os.path.getsize(path) > size:
+            with open(path, "r+b") as f:
+                f.truncate(size)
+                f.flush()
+                os.fsync(f.fileno())
+    except FileNotFoundError:
+        pass

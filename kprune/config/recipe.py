@@ -115,7 +115,9 @@ PRUNE = S.Section({
     "round_to": F("int", 1, low=1, doc="keep channel counts multiples of this"),
     "min_keep": F("int", 1, low=1, doc="never keep fewer channels than this in a group"),
     "schedule": F("custom", {"name": "oneshot"}, check=_schedule_check),
-    "config_list": F("list", [{"op_types": ["Conv2D", "Dense"], "sparsity": 0.5}], item=F("dict", section=CONFIG_ENTRY)),
+    "config_list": F("list", [{"op_types": ["Conv2D", "Dense"], "sparsity": 0.5}], item=F("dict", section=CONFIG_ENTRY),
+                     check=lambda v: None if v else "must not be empty: give at least one entry, e.g. "
+                     "[{op_types: [Conv2D], sparsity: 0.5}] (or leave config_list out for that default)."),
     "statistics_batches": F("int", 10, low=1, doc="batches for activation/gradient criteria"),
     "seed": F("int", 0, doc="seed for random criteria"),
     "recalibrate_bn": F("int", 0, low=0, doc="re-estimate BatchNorm statistics on this many training "
@@ -200,6 +202,7 @@ class Recipe:
     def __init__(self, data: dict, source: str | None = None, lines: dict | None = None):
         self._lines = dict(lines or {})
         self.source = source
+        check_size(data)
         _check_acyclic(data)
         self._data = S.validate_section(data if data is not None else {}, ROOT, "", self._lines)
         raw_prune = (data or {}).get("prune") if isinstance(data, dict) else None
@@ -259,6 +262,41 @@ class Recipe:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
 
+#: Limits on what a recipe or sweep may be (a real one is a few KB and a few hundred values):
+#: the file's size in bytes, and the number of values (mappings, lists and scalars) once YAML
+#: aliases (``*name``) are expanded. They turn an "alias bomb" (1.2 KB of nested aliases that
+#: expand to billions of values) into a RecipeError in milliseconds.
+MAX_RECIPE_BYTES = 1_000_000
+MAX_RECIPE_VALUES = 100_000
+
+
+def check_size(data, what: str = "recipe"):
+    """Raises RecipeError when ``data`` holds more than :data:`MAX_RECIPE_VALUES` values with
+    shared (aliased) parts counted each time they are used; costs one visit per distinct value."""
+    memo = {}
+
+    def size(value):
+        if not isinstance(value, (dict, list)):
+            return 1
+        if id(value) in memo:
+            return memo[id(value)]
+        memo[id(value)] = 1  # in progress: a cycle is counted once (and refused by _check_acyclic)
+        total = 1
+        for item in (value.values() if isinstance(value, dict) else value):
+            total += size(item)
+            if total > MAX_RECIPE_VALUES:
+                raise RecipeError("", f"this {what} expands to more than {MAX_RECIPE_VALUES:,} values (YAML "
+                                  "aliases `*name` are expanded each time they are used; nested aliases "
+                                  "multiply). Write the values out, or split the file.")
+        memo[id(value)] = total
+        return total
+
+    try:
+        size(data)
+    except RecursionError:
+        raise RecipeError("", f"this {what} is nested too deeply to be a {what}.") from None
+
+
 def _check_acyclic(value, path: str = "", seen: tuple = ()):
     """Refuses self-referencing structures (a YAML anchor used inside itself: ``a: &x [*x]``)."""
     if isinstance(value, (dict, list)):
@@ -285,11 +323,19 @@ def read_yaml(path_or_text, what: str = "recipe"):
         source = os.fspath(path_or_text)
         if not os.path.exists(source):
             raise RecipeError("", f"{what} file not found: {source}.")
+        if os.path.getsize(source) > MAX_RECIPE_BYTES:
+            raise RecipeError("", f"{what} file {source} is {os.path.getsize(source):,} bytes; the limit is "
+                              f"{MAX_RECIPE_BYTES:,} (kprune.config.recipe.MAX_RECIPE_BYTES).")
         with open(source, encoding="utf-8") as f:
             text = f.read()
+    if isinstance(text, str) and len(text.encode("utf-8", "replace")) > MAX_RECIPE_BYTES:
+        raise RecipeError("", f"this {what} text is {len(text.encode('utf-8', 'replace')):,} bytes; the limit is "
+                          f"{MAX_RECIPE_BYTES:,} (kprune.config.recipe.MAX_RECIPE_BYTES).")
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
+    except RecursionError:
+        raise RecipeError("", f"this {what} is nested too deeply to be a {what}.") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
@@ -299,6 +345,7 @@ def read_yaml(path_or_text, what: str = "recipe"):
         data = {}
     if not isinstance(data, dict):
         raise RecipeError("", f"a {what} must be a YAML mapping at the top level.", data, line=1)
+    check_size(data, what)  # before anything walks the tree with aliases expanded
     return data, (_line_map(node) if node is not None else {}), source
 
 

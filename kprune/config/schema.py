@@ -7,6 +7,7 @@ defaults. Errors name the dotted key path, the value received and what is allowe
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import Any, Callable
 
 from kprune.errors import RecipeError
@@ -91,13 +92,14 @@ def validate(value, field: Field, path: str, lines: dict | None = None):
         if not isinstance(value, bool):
             fail("must be true or false.", value)
     elif kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, float) and value.is_integer():
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            if isinstance(value, numbers.Real) and not isinstance(value, bool) and float(value).is_integer():
                 value = int(value)
             else:
                 fail("must be an integer.", value)
+        value = int(value)  # numpy integers too
     elif kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy floats and ints are Real
             fail("must be a number.", value)
         value = float(value)
         if value != value or value in (float("inf"), float("-inf")):

@@ -18,7 +18,7 @@ import keras
 import numpy as np
 from keras import tree
 
-from kprune.errors import GraphError
+from kprune.errors import GraphError, require_finite
 from kprune.graph.analysis import analyze
 from kprune.graph.masks import channel_mask_from_weights, masked_value
 from kprune.graph.rules import (
@@ -198,5 +198,7 @@ def compact(model, min_channels: int = 1) -> keras.Model:
     outputs = tree.pack_sequence_as(flat.outputs_struct, [values[k] for k in flat.output_keys])
     small = keras.Model(inputs, outputs, name=model.name)
     for old, new in pairs:
+        for v in old.weights:
+            require_finite(keras.ops.convert_to_numpy(v), old.name, v.path.rsplit("/", 1)[-1], "compacted")
         _copy_weights(old, new, deletions)
     return small

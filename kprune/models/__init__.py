@@ -71,6 +71,11 @@ def get(name, input_shape=(32, 32, 3), num_classes=10, width=1.0, **kwargs) -> k
     if name.endswith(".keras"):
         if not os.path.isfile(name):
             raise KPruneError(f"Model file not found. Received: name={name!r}. Give an existing .keras file path.")
+        import zipfile
+        if not zipfile.is_zipfile(name):
+            raise KPruneError(f"{name!r} is not a whole .keras archive ({os.path.getsize(name):,} bytes; a .keras "
+                              "file is a zip archive): it is truncated or not a Keras model file. Received: "
+                              f"name={name!r}. Save the model again with model.save(path).")
         try:
             return keras.saving.load_model(name, safe_mode=True)
         except Exception as err:  # keras raises many types for corrupt or unsafe files

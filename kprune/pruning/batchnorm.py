@@ -19,6 +19,7 @@ from __future__ import annotations
 import keras
 
 from kprune.errors import DataError
+from kprune.wrappers.prune_wrapper import statistics_only
 
 
 def batchnorm_layers(model) -> list:
@@ -103,7 +104,8 @@ def recalibrate_bn(model, data, batches: int = 20) -> int:
                 break
             for bn in bns:
                 bn.momentum = used / (used + 1)
-            model(_inputs(batch), training=True)
+            with statistics_only():  # BN statistics only: a wrapped model needs no Pruner here
+                model(_inputs(batch), training=True)
             used += 1
     finally:
         for bn, (momentum, trainable) in zip(bns, saved):

@@ -79,8 +79,10 @@ class Pruner:
         self._groups = None
         self._by_name = {w.name: w for w in self.wrappers}
         self.step = self.saved_step()
-        # the first active wrapper writes this pruner's live step whenever the model is saved
-        self.active[0].attach_step_source(weakref.ref(self))
+        # every selected layer knows its Pruner (training one that has none is an error), and the
+        # first one writes the Pruner's live step whenever the model is saved
+        for w in self.active:
+            w.attach_pruner(weakref.ref(self), saves_step=w is self.active[0])
         self.round = 0
         self.rewind_weights = None
         self.finalizing = False

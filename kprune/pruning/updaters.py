@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kprune.errors import GraphError, KPruneError, RecipeError, UnsupportedLayerError
+from kprune.errors import GraphError, KPruneError, RecipeError, UnsupportedLayerError, require_finite
 from kprune.graph.masks import apply_group_mask
 from kprune.pruning import allocation, granularity
 from kprune.wrappers.prune_wrapper import KERNEL_WEIGHTS, PruneWrapper
@@ -143,7 +143,8 @@ class FilterUpdater:
         for m in group.members:
             if m.role != "producer" or m.weight not in MAIN_KERNELS:
                 continue
-            value = np.asarray(p.variable(m.layer.name, m.weight).numpy())
+            value = require_finite(np.asarray(p.variable(m.layer.name, m.weight).numpy()), m.layer.name,
+                                   m.weight, "scored")
             rows = np.asarray(m.index)  # [C, k]: a group channel may span k positions (GroupNorm groups)
             kw = stats.kwargs(crit, m.layer.name, m.weight)
             if "bn" in crit.needs:
@@ -214,7 +215,7 @@ class LayerUpdater:
         items = []  # (wrapper, attr, unit scores, unit costs, frozen units, to_mask)
         for w in job.members:
             for attr in kernel_attrs(w, kind):
-                value = np.asarray(w.weights_by_attr()[attr].numpy())
+                value = require_finite(np.asarray(w.weights_by_attr()[attr].numpy()), w.name, attr, "scored")
                 kw = stats.kwargs(crit, w.name, attr)
                 frozen = _frozen(p, w, attr)
                 if kind == "weight":
@@ -269,7 +270,7 @@ class LayerUpdater:
                               f"i.e. sparsity {(m - n) / m:g}; set sparsity: {(m - n) / m:g}.", final)
         for w in job.members:
             for attr in kernel_attrs(w, "n:m"):
-                value = np.asarray(w.weights_by_attr()[attr].numpy())
+                value = require_finite(np.asarray(w.weights_by_attr()[attr].numpy()), w.name, attr, "scored")
                 axis = granularity.input_axis(w.layer, attr, value.ndim)
                 scores = crit(value, None, **stats.kwargs(crit, w.name, attr))
                 try:

@@ -12,24 +12,25 @@ Layout of ``out_dir``::
 
 Cells run in three phases — dense models, then pruners and uniform-width models, then the
 scratch models (which need their pruned architecture) — each over a pool of ``jobs``
-worker processes (``spawn``). A cell whose
+worker processes (``spawn``; see :mod:`kprune.runner.pool`). A cell whose
 ``result.json`` is complete is skipped; a cell that stopped part-way is resumed from its
 checkpoints (``kprune.runner.pipeline``'s resume). A failed cell is recorded with its traceback
-(``error.txt``) and does not stop the others.
+(``error.txt``) and does not stop the others. Ctrl-C stops every worker at once;
+``compare.json`` then lists the cells finished so far (the others as ``interrupted``) and
+the next run resumes.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
 from kprune.errors import KPruneError
 from kprune.runner.cells import read_result, run_cell
+from kprune.runner.pool import CellPool
 from kprune.runner.sweep import Sweep, cell_recipe, no_prune
 from kprune.io import atomic_write_json
 
@@ -85,7 +86,8 @@ def plan(sweep: Sweep, out_dir: str, resume: bool = True) -> list:
     return [dense, middle, scratch]
 
 
-def compare(sweep, out_dir, jobs: int = 1, resume: bool = True, verbose: int = 1, overrides=()) -> dict:
+def compare(sweep, out_dir, jobs: int = 1, resume: bool = True, verbose: int = 1, overrides=(),
+            cells_per_worker: int | None = None) -> dict:
     """Runs every cell of ``sweep`` into ``out_dir`` and writes the summary table.
 
     Args:
@@ -96,6 +98,8 @@ def compare(sweep, out_dir, jobs: int = 1, resume: bool = True, verbose: int = 1
         resume: skip finished cells and resume partial ones (default True); False reruns all.
         verbose: 0 prints nothing; 1 one line per cell.
         overrides: ``key.path=value`` strings applied to the base recipe (default none).
+        cells_per_worker: cells a worker process runs before a fresh one replaces it
+            (default :data:`CELLS_PER_WORKER`).
 
     Returns:
         ``{"out_dir", "cells": [{"id", "status", ...}], "failed": [...], "summary": path}``,
@@ -104,6 +108,8 @@ def compare(sweep, out_dir, jobs: int = 1, resume: bool = True, verbose: int = 1
     Raises:
         RecipeError: for an invalid sweep (before anything runs).
         KPruneError: when ``resume`` meets a finished cell run with a different recipe.
+        KeyboardInterrupt: on Ctrl-C, after the workers are stopped and ``compare.json``
+            (finished cells, the others ``interrupted``) is written.
 
     Workers are started with ``spawn``, which imports the calling script again: in a script,
     call ``compare`` under ``if __name__ == "__main__":`` (otherwise the workers die and every
@@ -151,20 +157,26 @@ def compare(sweep, out_dir, jobs: int = 1, resume: bool = True, verbose: int = 1
             if not todo:
                 continue
             if pool is None:
-                pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"),
-                                           initializer=_init, initargs=(threads,), **_recycle())
-            futures = {pool.submit(run_cell, spec): spec for spec in todo}
-            for future in as_completed(futures):
-                try:
-                    report(future.result())
-                except BrokenProcessPool:
-                    report({"id": futures[future]["id"], "status": "failed", "error": BROKEN})
-            if any(status[s["id"]].get("error") == BROKEN for s in todo):
-                pool.shutdown(cancel_futures=True)
-                pool = None
+                pool = CellPool(jobs, cells_per_worker or CELLS_PER_WORKER, initializer=_init, initargs=(threads,))
+            for spec, entry, error in pool.run(run_cell, todo):
+                if isinstance(error, BrokenProcessPool):
+                    entry = {"id": spec["id"], "status": "failed", "error": BROKEN}
+                elif error is not None:
+                    entry = {"id": spec["id"], "status": "failed", "error": f"{type(error).__name__}: {error}"}
+                report(entry)
+    except KeyboardInterrupt:
+        if pool is not None:
+            pool.terminate()
+            pool = None
+        cells = [status.get(s["id"], {"id": s["id"], "status": "interrupted"}) for phase in phases for s in phase]
+        atomic_write_json(os.path.join(out_dir, "compare.json"),
+                          {"out_dir": out_dir, "sweep": sweep.name, "jobs": jobs, "threads_per_cell": threads,
+                           "seconds": round(time.time() - t0, 1), "interrupted": True, "cells": cells,
+                           "failed": [c for c in cells if c["status"] == "failed"], "summary": None})
+        raise
     finally:
         if pool is not None:
-            pool.shutdown()
+            pool.close()
     cells = [status[s["id"]] for phase in phases for s in phase]
     failed = [c for c in cells if c["status"] == "failed"]
     summary = write_summary(out_dir)
@@ -177,11 +189,6 @@ def compare(sweep, out_dir, jobs: int = 1, resume: bool = True, verbose: int = 1
 #: cells a worker runs before it is replaced: TensorFlow and the TFLite converter keep memory
 #: that clear_session() does not return (a 2-job CPU sweep grew a worker past 7 GB by cell 47)
 CELLS_PER_WORKER = 8
-
-
-def _recycle() -> dict:
-    import sys
-    return {"max_tasks_per_child": CELLS_PER_WORKER} if sys.version_info >= (3, 11) else {}
 
 
 def _init(threads):

@@ -14,7 +14,12 @@
 * ``state.json`` and ``ckpt/`` — checkpoints after every stage and every epoch; with
   ``resume=True`` a run continues where it stopped.
 
-Every file is written atomically. Each epoch reads a dataset shuffled with ``seed + epoch``,
+Every file is written atomically, and every step ends with one commit: ``state.json`` is
+written last, naming the step's checkpoint (epoch checkpoints carry their epoch in the file
+name, ``ckpt/finetune-e2.keras``, and an older one is deleted only after the state naming the
+newer one is written) and the length of ``log.jsonl``. A run killed between any two writes
+resumes from the last commit: files written after it are ignored or overwritten, log lines
+written after it are cut off, and the interrupted step runs again from the same inputs. Each epoch reads a dataset shuffled with ``seed + epoch``,
 so a resumed run sees the same batches as an uninterrupted one.
 """
 
@@ -27,7 +32,7 @@ import time
 
 import keras
 
-from kprune.io import append_jsonl, atomic_write_json, save_model_atomic
+from kprune.io import append_jsonl, atomic_write_json, save_model_atomic, truncate_to
 from kprune.config.recipe import Recipe
 
 log = logging.getLogger("kprune")
@@ -55,6 +60,8 @@ class Run:
                                   "Use the same recipe and --set overrides, or a new --out folder.")
         elif not resume and os.path.exists(os.path.join(self.out, "result.json")):
             log.warning("%s already holds a result; it will be overwritten (use --resume to continue)", self.out)
+        # the log holds exactly the lines of the committed steps (see the module docstring)
+        truncate_to(self.path("log.jsonl"), self.state.get("log_bytes", 0))
         self.seed = recipe.seed
 
     # -- bookkeeping ------------------------------------------------------------------------------
@@ -62,8 +69,11 @@ class Run:
         return self.state["stages"].get(stage, {}).get("done", False)
 
     def mark(self, stage: str, **info):
+        """Commits a step: records ``info`` under ``stage`` and the log's length in ``state.json``."""
         entry = self.state["stages"].setdefault(stage, {})
         entry.update(info)
+        log_path = self.path("log.jsonl")
+        self.state["log_bytes"] = os.path.getsize(log_path) if os.path.exists(log_path) else 0
         atomic_write_json(self.state_path, self.state)
 
     def event(self, **record):
@@ -98,11 +108,10 @@ def _fit_epochs(run: Run, model, section: str, cfg: dict, callbacks=(), make_mod
     """Trains epoch by epoch with a checkpoint after each; resumes from the last one."""
     from kprune.models import training
     epochs = cfg["epochs"]
-    ckpt = run.path(f"ckpt/{section}.keras")
     info = run.state["stages"].get(section, {})
     start = info.get("epoch", 0)
-    if start and os.path.exists(ckpt):
-        model = keras.saving.load_model(ckpt)
+    if start:  # the checkpoint the committed state names (a later one may exist, uncommitted)
+        model = keras.saving.load_model(run.path(info.get("checkpoint", f"ckpt/{section}.keras")))
         log.info("resuming %s at epoch %d", section, start)
     steps = cfg["steps_per_epoch"] or training.steps_in(run.dataset("train"))
     if getattr(model, "optimizer", None) is None or not start:
@@ -116,8 +125,15 @@ def _fit_epochs(run: Run, model, section: str, cfg: dict, callbacks=(), make_mod
         acc = training.accuracy(model, test)
         metrics = {k: float(v[-1]) for k, v in hist.history.items() if not k.startswith("sparsity/")}
         run.event(stage=section, epoch=epoch + 1, test_accuracy=acc, seconds=round(time.time() - t0, 2), **metrics)
-        save_model_atomic(model, ckpt)
-        run.mark(section, epoch=epoch + 1, test_accuracy=acc)
+        ckpt = f"ckpt/{section}-e{epoch + 1}.keras"
+        save_model_atomic(model, run.path(ckpt))
+        previous = run.state["stages"].get(section, {}).get("checkpoint")
+        skipped = {n: r for cb in callbacks if getattr(cb, "pruner", None) is not None
+                   for n, r in cb.pruner.skipped.items()}
+        run.mark(section, epoch=epoch + 1, test_accuracy=acc, checkpoint=ckpt,
+                 **({"skipped": skipped} if skipped else {}))
+        if previous and previous != ckpt and os.path.exists(run.path(previous)):
+            os.unlink(run.path(previous))  # only now: the committed state names the new one
     return model
 
 
@@ -186,14 +202,16 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
         else:
             pruned = kprune.wrap(dense, recipe)
             if schedule == "oneshot":
-                Pruner(pruned, data=_statistics_data(r)).prune_now()
+                pruner = Pruner(pruned, data=_statistics_data(r))
+                pruner.prune_now()
+                r.state["stages"].setdefault("prune", {})["skipped"] = _check_skipped(pruner.skipped, pruned)
         pruned_now = schedule == "oneshot" or searched
         pruned_acc = training.accuracy(pruned, test) if pruned_now else None
         recal_acc = _recalibrate(r, pruned, test) if pruned_now else None
         save_model_atomic(pruned, r.path("ckpt/pruned.keras"))
-        r.mark("prune", done=True, test_accuracy=pruned_acc, test_accuracy_recalibrated=recal_acc)
         r.event(stage="prune", test_accuracy=pruned_acc, test_accuracy_recalibrated=recal_acc,
                 sparsity=kprune.sparsity(pruned)["total"])
+        r.mark("prune", done=True, test_accuracy=pruned_acc, test_accuracy_recalibrated=recal_acc)
 
     # 3. fine-tune (gradual schedules prune here)
     if r.done("finetune"):
@@ -219,6 +237,10 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
                method="compact" if structured else "strip")
     c0, c1 = counting.count(dense), counting.count(final)
     sparsity = kprune.sparsity(pruned)
+    skipped = {**r.state["stages"]["prune"].get("skipped", {}), **r.state["stages"]["finetune"].get("skipped", {})}
+    for name, reason in sorted(skipped.items()):
+        log.warning("selected layer `%s` was not pruned: %s", name, reason)
+    _check_skipped(skipped, pruned)
 
     result = {
         "name": recipe.name,
@@ -232,6 +254,7 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
         "macs": {"original": c0.macs, "speedup": c1.macs, "effective": c1.effective_macs},
         "sparsity": sparsity,
         "compact_method": r.state["stages"]["compact"]["method"],
+        "skipped": skipped,
     }
     if recipe.prune["recalibrate_bn"]:
         result["performance"]["pruned_recalibrated"] = r.state["stages"]["prune"].get("test_accuracy_recalibrated")
@@ -248,9 +271,36 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
     result["machine"] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                          "cpus": os.cpu_count()}
     result["seconds"] = round(time.time() - t_start, 1)
+    if r.done("result"):  # a finished run resumed: its result stands, the log keeps one `done` line
+        return _committed_result(r, result)
     atomic_write_json(r.path("result.json"), result)
     r.event(stage="done", result=result)
+    r.mark("result", done=True)
     return result
+
+
+def _committed_result(r: Run, fallback: dict) -> dict:
+    """The ``result.json`` a finished run committed (``fallback`` if it was deleted since)."""
+    import json
+    try:
+        with open(r.path("result.json"), encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        atomic_write_json(r.path("result.json"), fallback)
+        return fallback
+
+
+def _check_skipped(skipped: dict, model) -> dict:
+    """Returns ``skipped``; raises when it holds every selected layer (nothing could be pruned)."""
+    import kprune
+    from kprune.errors import KPruneError
+    selected = {w.name for w in kprune.wrappers.find_wrappers(model) if w.spec}
+    if selected and set(skipped) >= selected:
+        reasons = "; ".join(f"`{n}`: {why}" for n, why in sorted(skipped.items()))
+        raise KPruneError(f"nothing can be pruned: every layer the recipe selects was skipped. Received: {reasons}. "
+                          "Select other layers in prune.config_list (kprune-cli inspect lists the prunable "
+                          "ones), or use granularity: weight.")
+    return skipped
 
 
 def _recalibrate(r: Run, pruned, test):
@@ -274,8 +324,8 @@ def _search(r: Run, dense, resume: bool):
     info = {"algorithm": res.algorithm["name"], "constraint": res.constraint, "budget": res.budget,
             "limit": res.limit, "met": res.met, "cost": res.cost, "score": res.score,
             "evaluations": res.evaluations, "allocation": res.allocation, "seconds": res.seconds}
-    r.mark("search", done=True, **info)
     r.event(stage="search", **info)
+    r.mark("search", done=True, **info)
     return res.pruned
 
 

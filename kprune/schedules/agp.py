@@ -49,10 +49,12 @@ class AGP(Schedule):
         if config.get("end_step") is None and config.get("end_epoch") is None:
             raise RecipeError(f"{path}.end_step", "agp needs an end: give end_step or end_epoch.",
                               line=lines.get(path))
-        start = config.get("start_step") if config.get("start_step") is not None else config.get("start_epoch") or 0
-        end = config.get("end_step") if config.get("end_step") is not None else config.get("end_epoch")
+        start_key = "start_step" if config.get("start_step") is not None else "start_epoch"
+        end_key = "end_step" if config.get("end_step") is not None else "end_epoch"
+        start, end = config.get(start_key) or 0, config.get(end_key)
         if end <= start:
-            raise RecipeError(f"{path}.end", f"must be after the start ({start}).", end, line=lines.get(path))
+            raise RecipeError(f"{path}.{end_key}", f"must be after the start ({start_key}={start:g}); set "
+                              f"{end_key} > {start:g}.", end, line=lines.get(f"{path}.{end_key}", lines.get(path)))
 
     def _range(self):
         return self._steps("start_step", "start_epoch", 0), self._steps("end_step", "end_epoch")

@@ -11,14 +11,22 @@ The forward pass is the wrapped layer's own, untouched: no extra multiply per ca
 keeps training overhead low and makes the wrapper work under ``jit_compile``, mixed precision
 and distribution strategies. With ``soft=True`` (soft filter pruning) no constraint is
 installed: pruned weights are zeroed at each mask update but keep training in between.
+
+Training a selected layer that no :class:`kprune.Pruner` ever saw (``model.fit`` without
+:class:`kprune.PruningCallback`) raises :class:`kprune.errors.KPruneError` when the train
+step is traced, as TFMOT does: such a model would otherwise train unpruned, silently. The
+check is plain Python at trace time and costs nothing per step; inference, stripped and
+compacted models are not affected.
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import keras
 import numpy as np
 
-from kprune.errors import UnsupportedLayerError
+from kprune.errors import KPruneError, UnsupportedLayerError
 from kprune.graph.walk import MaskedLayer
 
 #: weights that fine-grained (weight-level) pruning masks, by attribute name.
@@ -76,6 +84,30 @@ def _complete_spec(spec, name: str) -> dict:
     return out
 
 
+_STATISTICS_ONLY = [0]
+
+
+@contextlib.contextmanager
+def statistics_only():
+    """Training-mode calls inside this block update statistics only (BatchNorm recalibration),
+    never weights, so they need no Pruner (see :class:`PruneWrapper`)."""
+    _STATISTICS_ONLY[0] += 1
+    try:
+        yield
+    finally:
+        _STATISTICS_ONLY[0] -= 1
+
+
+def _no_pruner(name: str):
+    raise KPruneError(
+        f"layer `{name}` is wrapped for pruning, but the model is being trained with no kprune.Pruner "
+        "attached, so no mask would ever be computed and the model would train unpruned. Received: a "
+        "training call (training=True) before any Pruner or PruningCallback saw this model. Fix: "
+        "model.fit(..., callbacks=[kprune.PruningCallback()]); in a custom training loop create "
+        "kprune.Pruner(model) before the first step and call pruner.on_step() at each step; to train "
+        "without pruning, use kprune.strip(model).")
+
+
 @keras.saving.register_keras_serializable(package="kprune")
 class PruneWrapper(MaskedLayer, keras.layers.Wrapper):
     """Wraps one layer and holds a mask for each of its trainable weights.
@@ -107,7 +139,8 @@ class PruneWrapper(MaskedLayer, keras.layers.Wrapper):
         self.plan = dict(plan) if plan else None
         self.soft = bool(soft)
         self.masks = {}
-        self._step_source = None
+        self._pruner = None  # weak reference to the Pruner driving this layer
+        self._saves_step = False
         self._call_has_training = bool(getattr(layer, "_call_has_training_arg", True))
 
     def build(self, input_shape=None):
@@ -150,21 +183,29 @@ class PruneWrapper(MaskedLayer, keras.layers.Wrapper):
         value = keras.ops.convert_to_numpy(var)
         var.assign(value * mask.astype(value.dtype))
 
-    def attach_step_source(self, source) -> None:
-        """Makes this layer save ``source().step`` as its pruning step (``source`` is a weak
-        reference to the :class:`kprune.Pruner` that drives the model)."""
-        self._step_source = source
+    def attach_pruner(self, pruner_ref, saves_step: bool = False) -> None:
+        """Records the :class:`kprune.Pruner` that drives this layer (a weak reference).
+
+        Args:
+            pruner_ref: ``weakref.ref`` to the Pruner.
+            saves_step: whether this layer writes the Pruner's live step when the model is
+                saved (one layer per model does).
+        """
+        self._pruner = pruner_ref
+        self._saves_step = bool(saves_step)
 
     def save_own_variables(self, store):
         """Saves masks and the pruning step; a :class:`kprune.Pruner` attached to this layer
         writes its live step first, so a checkpoint taken mid-epoch (``ModelCheckpoint``,
         ``BackupAndRestore``, ``model.save``) resumes at the exact step (no per-step write)."""
-        pruner = self._step_source() if self._step_source is not None else None
+        pruner = self._pruner() if self._pruner is not None and self._saves_step else None
         if pruner is not None and getattr(pruner, "model", None) is not None:
             self.pruning_step.assign(int(pruner.step))
         super().save_own_variables(store)
 
     def call(self, inputs, training=None):
+        if training is True and self.spec and self._pruner is None and not _STATISTICS_ONLY[0]:
+            _no_pruner(self.name)  # a Python check when the train step is traced: free per step
         if self._call_has_training:
             return self.layer(inputs, training=training)
         return self.layer(inputs)

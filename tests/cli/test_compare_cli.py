@@ -60,3 +60,34 @@ def test_compare_then_plot(tmp_path):
     res = CliRunner().invoke(cli, ["compare", str(p), "--out", str(out), "--quiet"])  # resume: nothing reruns
     assert res.exit_code == 0 and "2/2 cells done" in res.output
     assert json.loads((out / "compare.json").read_text())["cells"][1]["reused"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.path.isdir(FMNIST), reason="needs Debian's dataset-fashion-mnist")
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_compare_runs_more_cells_than_a_worker_lifetime(tmp_path, monkeypatch, jobs):
+    """Python 3.11's max_tasks_per_child hung after a worker's last cell; one cell per worker here."""
+    import signal
+    import sys
+    import kprune.runner.compare  # noqa: F401 - the module (kprune.runner.compare is also the function)
+    monkeypatch.setattr(sys.modules["kprune.runner.compare"], "CELLS_PER_WORKER", 1)
+    p = _sweep(tmp_path, pruners=[{"name": "l1", "set": {"prune.criterion": "l1"}}],
+               targets={"sparsity": [0.3, 0.5, 0.7]}, seeds=[0],
+               baselines={"random": False, "uniform_width": False, "scratch": False})
+    data = yaml.safe_load(p.read_text())
+    data["recipe"].update(model={"name": "lenet300_100", "width": 0.1}, export={"enabled": False},
+                          data={"name": "fashion_mnist", "batch_size": 64, "take": 128, "test_take": 128})
+    data["recipe"]["prune"].pop("recalibrate_bn")
+    p.write_text(yaml.safe_dump(data))
+
+    def hung(signum, frame):
+        raise TimeoutError("compare hung")
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(400)
+    try:
+        res = CliRunner().invoke(cli, ["compare", str(p), "--out", str(tmp_path / "out"), "--jobs", jobs, "--quiet"])
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    assert res.exit_code == 0, res.output
+    assert "4/4 cells done, 0 skipped, 0 failed" in res.output

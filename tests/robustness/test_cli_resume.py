@@ -51,7 +51,7 @@ def test_outputs_are_written_through_temporary_files(tmp_path, monkeypatch):
     recipe.write_text(RT.TINY.replace("epochs: 2,", "epochs: 1,").replace("finetune: {epochs: 3", "finetune: {epochs: 1"))
     kprune.runner.pipeline.run(str(recipe), str(tmp_path / "o"), verbose=0)
     written = {dst for _, dst in renames}
-    assert {"dense.keras", "model.keras", "result.json", "state.json", "train.keras", "finetune.keras",
+    assert {"dense.keras", "model.keras", "result.json", "state.json", "train-e1.keras", "finetune-e1.keras",
             "pruned.keras", "finetuned.keras"} <= written
     assert all(src.startswith(".tmp-") for src, _ in renames)
     assert not [n for n in os.listdir(tmp_path / "o") if n.startswith(".tmp-")]
