@@ -164,7 +164,7 @@ def inspect(model, input_shape, num_classes):
     from kprune import graph
     from kprune.errors import KPruneError
     from kprune.wrappers.selectors import layer_type
-    from kprune.wrappers.prune_wrapper import PRUNABLE_TYPES
+    from kprune.graph.layers import is_prunable
     try:
         m = _load_model(model, input_shape, num_classes)
         c = counting.count(m)
@@ -179,7 +179,7 @@ def inspect(model, input_shape, num_classes):
     click.echo(f"  {'layer':40s} {'type':18s} {'kernel shape':22s} {'MACs':>14s}")
     from kprune.wrappers.selectors import flatten_layers
     for layer in flatten_layers(m):
-        if layer_type(layer) in PRUNABLE_TYPES:
+        if is_prunable(layer):
             k = getattr(getattr(layer, "layer", layer), "kernel", None)
             shape = str(tuple(k.shape)) if k is not None else "-"
             click.echo(f"  {layer.name:40s} {layer_type(layer):18s} {shape:22s} {macs.get(layer.name, 0):14,}")

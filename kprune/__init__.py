@@ -41,6 +41,8 @@ def __getattr__(name):
     if name in _LAZY:
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)
+    if name == "layers":  # the layer registry: kprune.layers.register(LayerClass, rule)
+        return importlib.import_module("kprune.graph.layers")
     if name in _SUBPACKAGES:
         return importlib.import_module(f"kprune.{name}")
     raise AttributeError(f"module 'kprune' has no attribute {name!r}")

@@ -60,8 +60,9 @@ import math
 import keras
 import numpy as np
 
-from kprune.counting import rules as rules
+from kprune.counting import rules
 from kprune.errors import GraphError
+from kprune.graph.layers import rule_for
 
 L = keras.layers
 
@@ -199,7 +200,9 @@ class _Counter:
         if isinstance(layer, L.Bidirectional):
             results = [self.layer_macs(sub, in_shapes, out_shapes) for sub in (layer.forward_layer, layer.backward_layer)]
             return tuple(sum(r[i] for r in results) for i in range(3))
-        terms = rules.terms(layer, in_shapes, out_shapes)
+        terms = rule_for(layer).macs(layer, in_shapes, out_shapes)
+        if terms is None:
+            terms = rules.terms(layer, in_shapes, out_shapes)
         if terms is None:
             if getattr(layer, "weights", None) and not isinstance(layer, (L.BatchNormalization,) + rules.STAT_NORMS + rules.AFFINE + rules.ACTIVATIONS):
                 self.uncounted.append(type(layer).__name__)

@@ -2,7 +2,7 @@
 
 ``groups(model)`` lists the channel groups that must be pruned together; ``compact(model)``
 rebuilds the model with the zeroed channels removed. The per-layer knowledge they rely on
-lives in :mod:`kprune.graph.rules`.
+lives in the layer registry, :mod:`kprune.graph.layers`.
 """
 
 from kprune.graph.analysis import (Analysis, ChannelGroup, Member, analyze, check_independent,

@@ -6,17 +6,20 @@ coupled (an ``Add`` of two convolutions, a ``Multiply`` of a squeeze-and-excitat
 a shared layer, a GroupNormalization group) and summarizes each coupled set of channels as a
 :class:`ChannelGroup`: the weight slices (:class:`Member`) that carry each channel.
 
-The per-layer rules live in :mod:`kprune.graph.rules`; see ``docs/surgery.md``.
+What each layer does to channels is its rule in the layer registry (:mod:`kprune.graph.layers`);
+see ``docs/surgery.md``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import keras
 import numpy as np
 
 from kprune.errors import GraphError
-from kprune.graph.rules import ChannelState, TInfo, apply_rule
+from kprune.graph.layers import Ctx, rule_for
+from kprune.graph.state import ChannelState, TInfo
 from kprune.graph.walk import FlatGraph, flatten_graph, unwrap
 
 ROLES = ("producer", "follower", "consumer")
@@ -113,6 +116,17 @@ class Analysis:
     infos: dict
     roots: np.ndarray
     groups: list
+
+
+def apply_rule(state: ChannelState, call, infos: list) -> list:
+    """Applies the registered rule of ``call``'s layer or operation; returns the outputs' info."""
+    ctx = Ctx(state, call, infos)
+    layer = ctx.layer
+    if isinstance(layer, keras.layers.Layer) and getattr(layer, "data_format", "channels_last") not in (
+            None, "channels_last"):
+        ctx.block_inputs(f"{ctx.what} uses channels_first")
+        return ctx.opaque(f"produced by channels_first {ctx.what}")
+    return rule_for(layer).channels(ctx)
 
 
 def analyze(model) -> Analysis:

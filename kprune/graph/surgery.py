@@ -21,12 +21,7 @@ from keras import tree
 from kprune.errors import GraphError, require_finite
 from kprune.graph.analysis import analyze
 from kprune.graph.masks import channel_mask_from_weights, masked_value
-from kprune.graph.rules import (
-    SCALE_FOLLOWERS,
-    BaseConv,
-    BaseConvTranspose,
-    BaseSeparableConv,
-)
+from kprune.graph.layers import Sizes, rule_for
 from kprune.graph.walk import fill_in, flat_outputs, unwrap
 
 L = keras.layers
@@ -73,32 +68,11 @@ def _kept_count(analysis, removed, key) -> int:
 
 
 def _new_config(call, layer, analysis, removed) -> dict:
-    cfg = layer.get_config()
     out_n = _kept_count(analysis, removed, call.out_keys[0]) if call.out_keys else None
     in_n = _kept_count(analysis, removed, call.in_keys[0]) if call.in_keys else None
     orig_in = len(analysis.infos[call.in_keys[0]].labels) if call.in_keys else None
-    name = type(layer).__name__
-
-    if isinstance(layer, (BaseConv, BaseConvTranspose, BaseSeparableConv)):
-        cfg["filters"] = out_n
-        if getattr(layer, "groups", 1) > 1 and layer.groups == orig_in:  # depthwise-like grouped conv
-            cfg["groups"] = in_n
-    elif isinstance(layer, L.Dense):
-        cfg["units"] = out_n
-    elif isinstance(layer, L.EinsumDense):
-        shape = cfg["output_shape"]
-        cfg["output_shape"] = out_n if isinstance(shape, int) else list(shape[:-1]) + [out_n]
-    elif isinstance(layer, L.Embedding):
-        cfg["output_dim"] = out_n
-    elif isinstance(layer, L.GroupNormalization) and in_n != orig_in:
-        size = orig_in // layer.groups
-        cfg["groups"] = in_n // size
-    elif name in SCALE_FOLLOWERS:
-        cfg[SCALE_FOLLOWERS[name][1]] = in_n
-    elif isinstance(layer, L.Reshape):
-        out_shape = tuple(call.out_tensors[0].shape[1:])
-        cfg["target_shape"] = tuple(out_shape[:-1]) + (out_n,)
-    return cfg
+    orig_out = len(analysis.infos[call.out_keys[0]].labels) if call.out_keys else None
+    return rule_for(layer).resize(layer, layer.get_config(), Sizes(in_n, out_n, orig_in, orig_out, call))
 
 
 def _rebuild_op(call, analysis, removed, used_names: set):

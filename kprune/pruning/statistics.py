@@ -22,13 +22,9 @@ import keras
 import numpy as np
 
 from kprune.errors import DataError, KPruneError
+from kprune.graph.layers import rule_for
 from kprune.graph.walk import fill_in, flat_outputs, flatten_graph, unwrap
 
-#: layers the activation search walks through (per-channel, no mixing of channels).
-PASS_THROUGH = ("BatchNormalization", "Dropout", "SpatialDropout1D", "SpatialDropout2D",
-                "SpatialDropout3D", "GaussianNoise", "GaussianDropout", "Identity")
-#: layers that are the activation.
-ACTIVATIONS = ("Activation", "ReLU", "LeakyReLU", "ELU", "PReLU", "Softmax")
 
 
 @dataclass
@@ -170,8 +166,9 @@ def activation_sources(model, names) -> dict:
 
     The search starts at the layer's output. If the layer has its own non-linear
     ``activation``, that output is used. Otherwise the single consumer chain is followed
-    through per-channel layers (:data:`PASS_THROUGH`, e.g. BatchNormalization) and ``Add``
-    (channels stay aligned) to the first activation layer (:data:`ACTIVATIONS`). When the
+    through per-channel layers (rule ``statistics = "pass"`` in :mod:`kprune.graph.layers`, e.g.
+    BatchNormalization) and ``Add`` (channels stay aligned) to the first activation layer (rule
+    ``statistics = "activation"``). When the
     chain branches, reaches the model output or a layer that mixes channels first, ReLU is
     applied to the last tensor reached (NNI's default ``activation: relu``).
 
@@ -203,11 +200,11 @@ def activation_sources(model, names) -> dict:
             if len(nxt) != 1:
                 break
             c = nxt[0]
-            t = _type(c.op)
-            if t in ACTIVATIONS:
+            kind = rule_for(c.op).statistics
+            if kind == "activation":
                 key, via, relu = c.out_keys[0], c.op.name, False
                 break
-            if t in PASS_THROUGH or (t == "Add" and len({tuple(x.shape[-1:]) for x in c.in_tensors}) == 1):
+            if kind == "pass" or (_type(c.op) == "Add" and len({tuple(x.shape[-1:]) for x in c.in_tensors}) == 1):
                 key, via = c.out_keys[0], c.op.name
                 continue
             break

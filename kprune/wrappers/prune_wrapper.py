@@ -27,32 +27,21 @@ import keras
 import numpy as np
 
 from kprune.errors import KPruneError, UnsupportedLayerError
+from kprune.graph import layers as _layers
 from kprune.graph.walk import MaskedLayer
 
-#: weights that fine-grained (weight-level) pruning masks, by attribute name.
-KERNEL_WEIGHTS = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings")
-
-#: layer classes that a selector may pick for pruning.
-PRUNABLE_TYPES = ("Conv1D", "Conv2D", "Conv3D", "DepthwiseConv1D", "DepthwiseConv2D",
-                  "SeparableConv1D", "SeparableConv2D", "Conv1DTranspose", "Conv2DTranspose",
-                  "Conv3DTranspose", "Dense", "EinsumDense")
+#: weights that fine-grained (weight-level) pruning masks, by attribute name (the registry's default).
+KERNEL_WEIGHTS = _layers.KERNEL_WEIGHTS
 
 
 def weight_attributes(layer) -> dict:
-    """Maps attribute name -> variable for the trainable weights of ``layer``.
+    """Maps attribute name -> variable for the weights a wrapper of ``layer`` masks.
 
     Keras layers store their weights as attributes (``kernel``, ``bias``, ``gamma``...); the
-    attribute name is what masks, criteria and graph members refer to.
+    attribute name is what masks, criteria and graph members refer to. The layer's rule in the
+    registry (:mod:`kprune.graph.layers`) decides which.
     """
-    out = {}
-    ids = {id(v) for v in layer.trainable_weights}
-    for name in ("kernel", "bias", "depthwise_kernel", "pointwise_kernel", "gamma", "beta",
-                 "alpha", "embeddings"):
-        var = getattr(layer, "_kernel" if name == "kernel" and hasattr(layer, "_kernel") else name, None)
-        if var is None or not hasattr(var, "assign") or id(var) not in ids:
-            continue
-        out[name] = var
-    return out
+    return _layers.masked_weights(layer)
 
 
 class _MaskConstraint:

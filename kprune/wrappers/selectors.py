@@ -13,7 +13,7 @@ import keras
 
 from kprune.errors import KPruneError, UnsupportedLayerError
 from kprune.graph.walk import unwrap
-from kprune.wrappers.prune_wrapper import PRUNABLE_TYPES
+from kprune.graph.layers import is_prunable, prunable_types
 
 
 def flatten_layers(model) -> list:
@@ -76,11 +76,11 @@ def select(model, prune: dict) -> dict:
                               f"(op_types={entry.get('op_types')}, op_names={entry.get('op_names')}, "
                               f"op_names_re={entry.get('op_names_re')}). Layer types present: "
                               f"{sorted({layer_type(l) for l in layers})}.")
-        bad = [l for l in matched if layer_type(l) not in PRUNABLE_TYPES]
+        bad = [l for l in matched if not is_prunable(l)]
         if bad:
             raise UnsupportedLayerError(
                 f"prune.config_list[{i}] matches layer `{bad[0].name}` of type {layer_type(bad[0])}, "
-                f"which kprune cannot prune. Prunable types: {list(PRUNABLE_TYPES)}. Narrow the "
+                f"which kprune cannot prune. Prunable types: {prunable_types()} and layers taught with kprune.layers.register. Narrow the "
                 f"selector (e.g. add op_types) or exclude it with {{op_names: [{bad[0].name}], exclude: true}}.")
         for l in matched:
             chosen[l.name] = {
@@ -97,5 +97,5 @@ def select(model, prune: dict) -> dict:
         raise KPruneError(f"prune.config_list selects no layer of model `{model.name}` to prune "
                           f"(entries: {len(prune['config_list'])}, excluded: {sorted(excluded)}). It needs at "
                           "least one entry with a `sparsity` whose selector matches a layer that no "
-                          f"`exclude: true` entry removes; prunable types: {list(PRUNABLE_TYPES)}.")
+                          f"`exclude: true` entry removes; prunable types: {prunable_types()}.")
     return out, sorted(excluded)

@@ -8,7 +8,7 @@ from keras import layers as L
 from keras import ops
 
 import kprune
-from kprune.graph.rules import channel_sources
+from kprune.graph.layers import channel_sources
 from kprune.graph.walk import flatten_graph
 
 
