@@ -9,6 +9,8 @@ import sys
 
 import click
 
+from kprune.cli import quiet as quiet_tf
+
 EPILOG = """\b
 Examples:
   kprune-cli prune recipes/quickstart.yaml --out runs/quickstart
@@ -29,6 +31,7 @@ class _Group(click.Group):
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 def cli(verbose):
     """kprune: prune Keras models, make them smaller and faster, and measure it."""
+    quiet_tf.configure(verbose)
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
                         format="%(levelname)s %(name)s: %(message)s")
 
@@ -51,6 +54,7 @@ def prune(recipe, out_dir, overrides, resume, quiet):
     Writes result.json (NNI's schema + latency, size, sparsity), model.keras, model.tflite,
     log.jsonl and checkpoints into --out.
     """
+    quiet_tf.import_tensorflow()
     from kprune.runner import pipeline
     from kprune.errors import KPruneError
     from kprune.config.recipe import Recipe
@@ -120,6 +124,7 @@ def _model_options(f):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def count(model, input_shape, num_classes, per_layer, as_json):
     """Count params, MACs and FLOPs (= 2 x MACs) of MODEL (.keras file or zoo/applications name)."""
+    quiet_tf.import_tensorflow()
     from kprune import counting
     from kprune.errors import KPruneError
     try:
@@ -141,6 +146,7 @@ def count(model, input_shape, num_classes, per_layer, as_json):
 @_model_options
 def inspect(model, input_shape, num_classes):
     """Show MODEL's prunable layers (shape, MACs) and its channel groups."""
+    quiet_tf.import_tensorflow()
     from kprune import counting
     from kprune import graph
     from kprune.errors import KPruneError
