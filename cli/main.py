@@ -70,7 +70,12 @@ def prune(recipe, out_dir, overrides, resume, quiet):
 
 
 def format_result(result: dict) -> str:
-    """The deployment report: dense vs pruned with ratios."""
+    """The deployment report: dense vs pruned, with every ratio as dense / pruned.
+
+    A ratio above 1 means the pruned model is smaller or faster by that factor (the same
+    direction as ``latency_ms.<threads>.ratio`` in result.json); accuracy rows show the change
+    in points instead.
+    """
     rows = [("test accuracy (Keras)", result["performance"]["original"], result["performance"]["finetuned"])]
     exp = result.get("export") or {}
     if "tflite_accuracy" in exp:
@@ -84,14 +89,19 @@ def format_result(result: dict) -> str:
         rows.append(("TFLite file bytes", exp["tflite_bytes"]["original"], exp["tflite_bytes"]["speedup"]))
     for t, lat in (exp.get("latency_ms") or {}).items():
         rows.append((f"latency ms, {t} thread(s), median", lat["original"], lat["speedup"]))
-    lines = [f"{'':38s} {'dense':>14s} {'pruned':>14s} {'pruned/dense':>13s}"]
+    lines = [f"{'':38s} {'dense':>14s} {'pruned':>14s} {'dense/pruned':>13s}"]
     for name, a, b in rows:
-        ratio = f"{b / a:13.3f}" if isinstance(a, (int, float)) and a and b is not None else " " * 13
+        if name.startswith("test accuracy"):
+            ratio = f"{100 * (b - a):+9.2f} pts" if a is not None and b is not None else " " * 13
+        else:
+            ratio = f"{a / b:12.3f}x" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else " " * 13
         fa = f"{a:14.4f}" if isinstance(a, float) else f"{a:14,}" if a is not None else f"{'-':>14s}"
         fb = f"{b:14.4f}" if isinstance(b, float) else f"{b:14,}" if b is not None else f"{'-':>14s}"
         lines.append(f"{name:38s} {fa} {fb} {ratio}")
     if result["performance"].get("pruned") is not None:
         lines.append(f"{'accuracy right after pruning':38s} {result['performance']['pruned']:29.4f}")
+    lines.append("dense/pruned > 1: the pruned model is that many times smaller or faster "
+                 "(result.json: latency_ms.<threads>.ratio, same direction)")
     if "error" in exp:
         lines.append(f"export failed: {exp['error']}")
     return "\n".join(lines)
