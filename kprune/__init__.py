@@ -37,20 +37,31 @@ def _register_with_keras():
 
 
 class _AfterKerasImport:
-    """A one-shot ``sys.meta_path`` finder: runs :func:`_register_with_keras` once ``keras`` is imported."""
+    """A ``sys.meta_path`` finder: runs :func:`_register_with_keras` once ``keras`` is imported.
+
+    It stays installed until Keras really executes (a ``find_spec("keras")`` that only checks
+    whether Keras exists does not consume it), then removes itself.
+    """
+
+    _busy = False
 
     def find_spec(self, name, path=None, target=None):
-        if name != "keras":
+        if name != "keras" or self._busy:
             return None
         import importlib.util
-        _sys.meta_path.remove(self)
-        spec = importlib.util.find_spec("keras")
+        self._busy = True
+        try:
+            spec = importlib.util.find_spec("keras")
+        finally:
+            self._busy = False
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
-        exec_keras = spec.loader.exec_module
+        exec_keras, finder = spec.loader.exec_module, self
 
         def exec_module(module):
             exec_keras(module)
+            if finder in _sys.meta_path:
+                _sys.meta_path.remove(finder)
             _register_with_keras()
 
         spec.loader.exec_module = exec_module

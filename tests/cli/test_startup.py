@@ -59,6 +59,8 @@ def test_import_kprune_is_light_and_registers_with_keras(tmp_path):
     make = f"""
 import sys, kprune
 assert "keras" not in sys.modules and "tensorflow" not in sys.modules, "import kprune loaded Keras"
+import importlib.util
+assert importlib.util.find_spec("keras") is not None   # an existence check must not consume the hook
 import keras
 m = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="d")])
 w = kprune.wrap(m, {{"prune": {{"config_list": [{{"op_types": ["Dense"], "sparsity": 0.5}}]}}}})
