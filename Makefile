@@ -3,10 +3,14 @@ FMNIST := /usr/share/datasets/fashion-mnist
 
 .PHONY: quickstart test data clean
 
-# Offline Fashion-MNIST from Debian (only as root on Debian; otherwise tensorflow-datasets downloads it).
+# Offline Fashion-MNIST from Debian (as root, or with password-less sudo, on Debian/Ubuntu;
+# otherwise tensorflow-datasets downloads it, and without a network kprune says how to provide it).
 data:
-	@if [ ! -d $(FMNIST) ] && [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null; then \
-	  apt-get update -q && apt-get install -y -q dataset-fashion-mnist; fi
+	@if [ ! -d $(FMNIST) ] && command -v apt-get >/dev/null; then \
+	  if [ "$$(id -u)" = "0" ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; else SUDO=none; fi; \
+	  if [ "$$SUDO" != none ]; then $$SUDO apt-get install -y -q dataset-fashion-mnist \
+	    || { $$SUDO apt-get update -q && $$SUDO apt-get install -y -q dataset-fashion-mnist; } \
+	    || echo "could not install dataset-fashion-mnist; continuing without it"; fi; fi
 
 quickstart: data
 	python3 -m venv .venv && .venv/bin/pip install -e ".[plot]" && .venv/bin/kprune-cli prune recipes/quickstart.yaml --out runs/quickstart

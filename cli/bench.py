@@ -28,15 +28,30 @@ def _ms(value) -> str:
     return f"{value:9.3f}" if value is not None else f"{'-':>9s}"
 
 
-def format_reports(rows) -> str:
-    """A table of ``(label, LatencyReport)`` rows: latency statistics, sizes, memory."""
-    header = f"{'model':28s} {'thr':>3s} {'median':>9s} {'mean':>9s} {'p90':>9s} {'p99':>9s} {'min':>9s} {'std':>9s} {'bytes':>11s} {'gzip':>11s} {'mem MB':>7s}"
+LABEL_WIDTH = 40
+
+
+def labels(paths, width: int = LABEL_WIDTH) -> list:
+    """Row labels for these paths: file names when they are unique, else the paths; a label longer
+    than ``width`` keeps its end and starts with ``...`` so that a cut is visible."""
+    import os
+
+    names = [os.path.basename(p) for p in paths]
+    chosen = names if len(set(names)) == len(set(paths)) else [str(p) for p in paths]
+    return [c if len(c) <= width else "..." + c[-(width - 3):] for c in chosen]
+
+
+def format_reports(rows, memory: bool = True) -> str:
+    """A table of ``(label, LatencyReport)`` rows: latency statistics, sizes and (with ``memory``) memory."""
+    width = max([5] + [len(label) for label, _ in rows])
+    header = (f"{'model':{width}s} {'thr':>3s} {'median':>9s} {'mean':>9s} {'p90':>9s} {'p99':>9s} {'min':>9s} "
+              f"{'std':>9s} {'bytes':>11s} {'gzip':>11s}" + (f" {'mem MB':>7s}" if memory else ""))
     lines = [header, "-" * len(header)]
     for label, r in rows:
-        memory = f"{r.peak_memory_mb:7.1f}" if r.peak_memory_mb is not None else f"{'-':>7s}"
+        mem = f"{r.peak_memory_mb:7.1f}" if r.peak_memory_mb is not None else f"{'-':>7s}"
         lines.append(
-            f"{label[-28:]:28s} {r.threads:3d} {_ms(r.median_ms)} {_ms(r.mean_ms)} {_ms(r.p90_ms)} {_ms(r.p99_ms)} "
-            f"{_ms(r.min_ms)} {_ms(r.std_ms)} {r.size_bytes:11,} {r.gzip_bytes:11,} {memory}"
+            f"{label:{width}s} {r.threads:3d} {_ms(r.median_ms)} {_ms(r.mean_ms)} {_ms(r.p90_ms)} {_ms(r.p99_ms)} "
+            f"{_ms(r.min_ms)} {_ms(r.std_ms)} {r.size_bytes:11,} {r.gzip_bytes:11,}" + (f" {mem}" if memory else "")
         )
     first = rows[0][1]
     where = first.machine.get("model") or first.machine.get("processor") or ""
@@ -47,6 +62,22 @@ def format_reports(rows) -> str:
     for note in dict.fromkeys(n for _, r in rows for n in r.notes):
         lines.append(f"note: {note}")
     return "\n".join(lines)
+
+
+MEMORY_DROPPED = ("no mem MB column with --compare on this machine: both files run in one process, so the "
+                  "first one loaded also carries the runtime's one-time set-up and the column would depend on "
+                  "the order; run `kprune-cli bench FILE` on each file alone for its memory.")
+
+
+def slower_notes(model: str, other: str, ratios) -> list:
+    """A note for each thread count at which the second file is slower than the first (speedup < 1)."""
+    notes = []
+    for t, speedup in ratios:
+        if speedup is not None and speedup < 1:
+            notes.append(f"note: {other} is {1 / speedup:.2f}x SLOWER than {model} with {t} thread(s) (median). "
+                         "Fewer parameters or int8 weights do not always mean less time on every CPU (kernels, "
+                         "XNNPACK support, dequantization); measure on the target device (--android).")
+    return notes
 
 
 def _center(report) -> float | None:
@@ -88,18 +119,26 @@ def bench(model, threads, runs, warmup, no_xnnpack, other, android, serial, bina
                 reports = [result.a, result.b]
             else:
                 reports = [benchmark(model, threads=t, runs=runs, warmup=warmup, use_xnnpack=xnnpack)]
-            rows += [(r.path, r) for r in reports]
+            rows += list(zip(labels([r.path for r in reports]), reports))
             records += [r.to_dict() for r in reports]
             if other:
                 a, b = _center(reports[0]), _center(reports[1])
                 ratios.append((t, a / b if a and b else None))
     except KPruneError as err:
         raise click.ClickException(str(err)) from err
-    click.echo(format_reports(rows))
+    host_compare = bool(other) and not android
+    click.echo(format_reports(rows, memory=not host_compare))
+    if host_compare:
+        click.echo(f"note: {MEMORY_DROPPED}")
     for t, speedup in ratios:
         if speedup is not None:
-            click.echo(f"{t} thread(s): {model} / {other} latency = {speedup:.3f}x")
+            click.echo(f"{t} thread(s): {model} / {other} latency = {speedup:.3f}x (speedup of the second file; "
+                       "above 1 it is faster)")
+    for note in slower_notes(model, other, ratios):
+        click.echo(note)
     if json_out:
         payload = {"reports": records, "speedups": {str(t): s for t, s in ratios}} if other else {"reports": records}
+        if host_compare:
+            payload["peak_memory_mb_note"] = MEMORY_DROPPED
         write_atomic(json_out, json.dumps(payload, indent=2).encode())
         click.echo(f"wrote {json_out}")

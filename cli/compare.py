@@ -33,6 +33,8 @@ def compare(sweep, out_dir, jobs, resume, overrides, quiet):
     same fine-tuning budget. Writes one result.json per cell (NNI's schema + seed, latency,
     size), compare.json and summary.md / summary.csv (mean ± std over seeds) into --out.
     """
+    from kprune.cli import quiet
+    quiet.import_tensorflow()
     from kprune import runner
     from kprune.errors import KPruneError
     try:

@@ -56,6 +56,8 @@ def _keras_accuracy(model, dataset) -> float:
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def export(model_path, out, quantize, io_dtype, sparsity, data_name, samples, evaluate, eval_samples, as_json):
     """Convert MODEL.keras (wrapped, stripped or compacted) to a .tflite file."""
+    from kprune.cli import quiet
+    quiet.import_tensorflow()
     from kprune.errors import KPruneError
     from kprune.export.evaluate import evaluate_tflite
     from kprune.export.tflite import to_tflite

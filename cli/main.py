@@ -9,6 +9,8 @@ import sys
 
 import click
 
+from kprune.cli import quiet as quiet_tf
+
 EPILOG = """\b
 Examples:
   kprune-cli prune recipes/quickstart.yaml --out runs/quickstart
@@ -29,6 +31,7 @@ class _Group(click.Group):
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
 def cli(verbose):
     """kprune: prune Keras models, make them smaller and faster, and measure it."""
+    quiet_tf.configure(verbose)
     logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(verbose, 2)],
                         format="%(levelname)s %(name)s: %(message)s")
 
@@ -51,6 +54,7 @@ def prune(recipe, out_dir, overrides, resume, quiet):
     Writes result.json (NNI's schema + latency, size, sparsity), model.keras, model.tflite,
     log.jsonl and checkpoints into --out.
     """
+    quiet_tf.import_tensorflow()
     from kprune.runner import pipeline
     from kprune.errors import KPruneError
     from kprune.config.recipe import Recipe
@@ -66,7 +70,12 @@ def prune(recipe, out_dir, overrides, resume, quiet):
 
 
 def format_result(result: dict) -> str:
-    """The deployment report: dense vs pruned with ratios."""
+    """The deployment report: dense vs pruned, with every ratio as dense / pruned.
+
+    A ratio above 1 means the pruned model is smaller or faster by that factor (the same
+    direction as ``latency_ms.<threads>.ratio`` in result.json); accuracy rows show the change
+    in points instead.
+    """
     rows = [("test accuracy (Keras)", result["performance"]["original"], result["performance"]["finetuned"])]
     exp = result.get("export") or {}
     if "tflite_accuracy" in exp:
@@ -80,14 +89,19 @@ def format_result(result: dict) -> str:
         rows.append(("TFLite file bytes", exp["tflite_bytes"]["original"], exp["tflite_bytes"]["speedup"]))
     for t, lat in (exp.get("latency_ms") or {}).items():
         rows.append((f"latency ms, {t} thread(s), median", lat["original"], lat["speedup"]))
-    lines = [f"{'':38s} {'dense':>14s} {'pruned':>14s} {'pruned/dense':>13s}"]
+    lines = [f"{'':38s} {'dense':>14s} {'pruned':>14s} {'dense/pruned':>13s}"]
     for name, a, b in rows:
-        ratio = f"{b / a:13.3f}" if isinstance(a, (int, float)) and a and b is not None else " " * 13
+        if name.startswith("test accuracy"):
+            ratio = f"{100 * (b - a):+9.2f} pts" if a is not None and b is not None else " " * 13
+        else:
+            ratio = f"{a / b:12.3f}x" if isinstance(a, (int, float)) and isinstance(b, (int, float)) and b else " " * 13
         fa = f"{a:14.4f}" if isinstance(a, float) else f"{a:14,}" if a is not None else f"{'-':>14s}"
         fb = f"{b:14.4f}" if isinstance(b, float) else f"{b:14,}" if b is not None else f"{'-':>14s}"
         lines.append(f"{name:38s} {fa} {fb} {ratio}")
     if result["performance"].get("pruned") is not None:
         lines.append(f"{'accuracy right after pruning':38s} {result['performance']['pruned']:29.4f}")
+    lines.append("dense/pruned > 1: the pruned model is that many times smaller or faster "
+                 "(result.json: latency_ms.<threads>.ratio, same direction)")
     if "error" in exp:
         lines.append(f"export failed: {exp['error']}")
     return "\n".join(lines)
@@ -139,6 +153,7 @@ def _model_options(f):
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def count(model, input_shape, num_classes, per_layer, as_json):
     """Count params, MACs and FLOPs (= 2 x MACs) of MODEL (.keras file or zoo/applications name)."""
+    quiet_tf.import_tensorflow()
     from kprune import counting
     from kprune.errors import KPruneError
     try:
@@ -160,6 +175,7 @@ def count(model, input_shape, num_classes, per_layer, as_json):
 @_model_options
 def inspect(model, input_shape, num_classes):
     """Show MODEL's prunable layers (shape, MACs) and its channel groups."""
+    quiet_tf.import_tensorflow()
     from kprune import counting
     from kprune import graph
     from kprune.errors import KPruneError

@@ -14,17 +14,73 @@ import os as _os
 
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import sys as _sys  # noqa: E402
+
 from kprune.errors import (DataError, ExportError, GraphError, KPruneError,  # noqa: E402
                            RecipeError, UnsupportedLayerError)
 from kprune.config.recipe import Recipe  # noqa: E402
-from kprune.wrappers import PruneWrapper, sparsity, strip, wrap  # noqa: E402
-from kprune.pruning.pruner import Pruner  # noqa: E402
-from kprune.callbacks import PruningCallback  # noqa: E402
 
 __version__ = "0.1.0"
 
+# ``import kprune`` does not import Keras/TensorFlow (seconds), so that ``kprune-cli --help``
+# and the recipe tools start at once. The Keras-backed names load on first use (``_LAZY``),
+# and kprune's serializable classes register as soon as Keras is imported by anyone
+# (``_register_with_keras``), so ``import kprune; keras.saving.load_model("wrapped.keras")``
+# still needs no ``custom_objects``.
+_REGISTERING = ("kprune.wrappers", "kprune.pruning.pruner", "kprune.callbacks")
+
+
+def _register_with_keras():
+    import importlib
+    for module in _REGISTERING:
+        importlib.import_module(module)
+
+
+class _AfterKerasImport:
+    """A ``sys.meta_path`` finder: runs :func:`_register_with_keras` once ``keras`` is imported.
+
+    It stays installed until Keras really executes (a ``find_spec("keras")`` that only checks
+    whether Keras exists does not consume it), then removes itself.
+    """
+
+    _busy = False
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras" or self._busy:
+            return None
+        import importlib.util
+        self._busy = True
+        try:
+            spec = importlib.util.find_spec("keras")
+        finally:
+            self._busy = False
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
+            return spec
+        exec_keras, finder = spec.loader.exec_module, self
+
+        def exec_module(module):
+            exec_keras(module)
+            if finder in _sys.meta_path:
+                _sys.meta_path.remove(finder)
+            _register_with_keras()
+
+        spec.loader.exec_module = exec_module
+        return spec
+
+
+if "keras" in _sys.modules:
+    _register_with_keras()
+elif not any(isinstance(f, _AfterKerasImport) for f in _sys.meta_path):
+    _sys.meta_path.insert(0, _AfterKerasImport())
+
 
 _LAZY = {
+    "wrap": ("kprune.wrappers", "wrap"),
+    "strip": ("kprune.wrappers", "strip"),
+    "sparsity": ("kprune.wrappers", "sparsity"),
+    "PruneWrapper": ("kprune.wrappers", "PruneWrapper"),
+    "Pruner": ("kprune.pruning.pruner", "Pruner"),
+    "PruningCallback": ("kprune.callbacks", "PruningCallback"),
     "count": ("kprune.counting", "count"),
     "groups": ("kprune.graph", "groups"),
     "compact": ("kprune.graph", "compact"),
@@ -40,7 +96,9 @@ def __getattr__(name):
     import importlib
     if name in _LAZY:
         module, attr = _LAZY[name]
-        return getattr(importlib.import_module(module), attr)
+        value = getattr(importlib.import_module(module), attr)
+        globals()[name] = value  # later lookups skip __getattr__
+        return value
     if name == "layers":  # the layer registry: kprune.layers.register(LayerClass, rule)
         return importlib.import_module("kprune.graph.layers")
     if name in _SUBPACKAGES:

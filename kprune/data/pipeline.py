@@ -6,7 +6,7 @@ import functools
 
 import numpy as np
 
-from kprune.data import local
+from kprune.data import local, network
 from kprune.data.augment import NO_FLIP, preprocess_image
 from kprune.data.catalog import KNOWN, NORMALIZATION, TFDS_TEST_SPLIT, canonical, info
 from kprune.errors import DataError
@@ -14,6 +14,10 @@ from kprune.errors import DataError
 AUGMENTS = ("none", "standard")
 SPLITS = ("train", "test", "validation")
 DEFAULT_VALIDATION_FRACTION = 0.1
+
+
+class _Offline(OSError):
+    """No network, and tensorflow-datasets has not prepared the dataset before."""
 
 
 def _fix_message(name: str, data_dir, cause: BaseException) -> str:
@@ -28,6 +32,9 @@ def _fix_message(name: str, data_dir, cause: BaseException) -> str:
     where = data_dir or "~/tensorflow_datasets"
     ways.append(f"run once with network access so tensorflow-datasets can download it into "
                 f"{where}")
+    if isinstance(cause, _Offline):
+        return (f"Cannot load dataset {name!r}: no local copy was found and {cause}. To fix it, "
+                + "; or ".join(ways) + ".")
     if isinstance(cause, AssertionError):
         ways[-1] = f"place the archives tensorflow-datasets asks for ({cause}) and rerun"
     if isinstance(cause, ImportError):
@@ -43,12 +50,19 @@ def _tfds_split(name: str, split: str, data_dir):
     candidates = [split] if split == "train" else [TFDS_TEST_SPLIT.get(name, "test")]
     if split == "test" and name not in KNOWN:
         candidates.append("validation")
+    # without a network tfds would retry every URL for minutes: read only what it already
+    # prepared, and fail at once otherwise (see kprune.data.network)
+    online = network.reachable()
     for i, tsplit in enumerate(candidates):
         try:
-            return tfds.load(name, split=tsplit, as_supervised=True, data_dir=data_dir)
+            return tfds.load(name, split=tsplit, as_supervised=True, data_dir=data_dir, download=online)
         except (tfds.core.download.DownloadError, OSError, ImportError) as e:
             raise DataError(_fix_message(name, data_dir, e)) from e
         except AssertionError as e:  # manual-download datasets (ImageNet) without archives
+            if not online and "could not find data" in str(e):
+                raise DataError(_fix_message(name, data_dir, _Offline(
+                    f"the network is unreachable ({network.last_error()}) and {name!r} is not in "
+                    f"{data_dir or '~/tensorflow_datasets'} yet"))) from None
             if "Manual directory" not in str(e):
                 raise
             raise DataError(_fix_message(name, data_dir, e)) from e

@@ -10,7 +10,8 @@
   ``model.tflite`` and ``dense.tflite``;
 * ``search/`` — with ``prune.search``: the search's checkpoint, ``trajectory.json`` and
   ``search.json`` (the allocation it chose replaces the ``config_list`` targets);
-* ``log.jsonl`` — one line per epoch and stage;
+* ``log.jsonl`` — one line per epoch and stage (per-layer sparsity as ``layer_sparsity``;
+  the console gets stage headers and ``Epoch k/N`` lines, see :mod:`kprune.runner.progress`);
 * ``state.json`` and ``ckpt/`` — checkpoints after every stage and every epoch; with
   ``resume=True`` a run continues where it stopped.
 
@@ -34,6 +35,7 @@ import keras
 
 from kprune.io import append_jsonl, atomic_write_json, save_model_atomic, truncate_to
 from kprune.config.recipe import Recipe
+from kprune.runner import progress
 
 log = logging.getLogger("kprune")
 
@@ -117,13 +119,21 @@ def _fit_epochs(run: Run, model, section: str, cfg: dict, callbacks=(), make_mod
     if getattr(model, "optimizer", None) is None or not start:
         training.compile_model(model, cfg, steps, epochs)
     test = run.dataset("test")
+    # one fit per epoch (per-epoch shuffle seed and checkpoint); EpochProgbar prints "Epoch k/N"
+    # of the whole stage and leaves sparsity/<layer> to log.jsonl
+    bar = progress.EpochProgbar(epochs)
     for epoch in range(start, epochs):
         t0 = time.time()
         hist = model.fit(run.dataset("train", epoch=epoch), initial_epoch=epoch, epochs=epoch + 1,
-                         steps_per_epoch=cfg["steps_per_epoch"], callbacks=list(callbacks), shuffle=False,
-                         verbose=2 if run.verbose else 0)
+                         steps_per_epoch=cfg["steps_per_epoch"], callbacks=list(callbacks) + [bar], shuffle=False,
+                         verbose=progress.console_verbose() if run.verbose else 0)
         acc = training.accuracy(model, test)
         metrics = {k: float(v[-1]) for k, v in hist.history.items() if not k.startswith("sparsity/")}
+        layers = {k[len("sparsity/"):]: float(v[-1]) for k, v in hist.history.items() if k.startswith("sparsity/")}
+        if layers:
+            metrics["layer_sparsity"] = layers
+        if run.verbose:
+            print(f"  test accuracy {acc:.4f}", flush=True)
         run.event(stage=section, epoch=epoch + 1, test_accuracy=acc, seconds=round(time.time() - t0, 2), **metrics)
         ckpt = f"ckpt/{section}-e{epoch + 1}.keras"
         save_model_atomic(model, run.path(ckpt))
@@ -181,9 +191,13 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
     test = r.dataset("test")
 
     # 1. train (or load) the dense model
+    n_stages = 6 if recipe.export["enabled"] else 4
     if r.done("train"):
+        progress.stage(1, n_stages, "training", "done before, loaded dense.keras", verbose)
         dense = keras.saving.load_model(r.path("dense.keras"))
     else:
+        progress.stage(1, n_stages, "training", f"{recipe.model['name']} on {recipe.data['name']}, "
+                       f"{recipe.train['epochs']} epoch(s)", verbose)
         dense = r.build_model()
         if recipe.train["epochs"] > 0:
             dense = _fit_epochs(r, dense, "train", recipe.train)
@@ -194,6 +208,9 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
     # 2. prune (wrap, and apply one-shot masks now)
     schedule = recipe.prune["schedule"]["name"]
     searched = bool(recipe.prune["search"])
+    progress.stage(2, n_stages, "pruning", f"{recipe.prune['criterion']} {recipe.prune['granularity']}, "
+                   f"schedule {schedule}" + (" (masks change during fine-tuning)" if schedule != "oneshot"
+                                             and not searched else ""), verbose)
     if r.done("prune"):
         pruned = keras.saving.load_model(r.path("ckpt/pruned.keras"))
     else:
@@ -210,10 +227,15 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
         recal_acc = _recalibrate(r, pruned, test) if pruned_now else None
         save_model_atomic(pruned, r.path("ckpt/pruned.keras"))
         r.event(stage="prune", test_accuracy=pruned_acc, test_accuracy_recalibrated=recal_acc,
-                sparsity=kprune.sparsity(pruned)["total"])
+                sparsity=kprune.sparsity(pruned)["total"], layer_sparsity=kprune.sparsity(pruned),
+                selected_unit_sparsity=progress.selected_unit_sparsity(pruned))
         r.mark("prune", done=True, test_accuracy=pruned_acc, test_accuracy_recalibrated=recal_acc)
+        if verbose and pruned_now:
+            print(progress.sparsity_note(pruned))
+            print(f"test accuracy right after pruning {pruned_acc:.4f}", flush=True)
 
     # 3. fine-tune (gradual schedules prune here)
+    progress.stage(3, n_stages, "fine-tuning", f"{recipe.finetune['epochs']} epoch(s)", verbose)
     if r.done("finetune"):
         pruned = keras.saving.load_model(r.path("ckpt/finetuned.keras"))
     else:
@@ -224,9 +246,12 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
                         schedule)
         save_model_atomic(pruned, r.path("ckpt/finetuned.keras"))
         r.mark("finetune", done=True, test_accuracy=training.accuracy(pruned, test))
+        if verbose and schedule != "oneshot" and not searched:
+            print(progress.sparsity_note(pruned), flush=True)
     finetuned_acc = r.state["stages"]["finetune"]["test_accuracy"]
 
     # 4. compact (filters removed) or strip (fine-grained), then count
+    progress.stage(4, n_stages, "compacting", "pruned filters removed (or masks baked in), then counted", verbose)
     if r.done("compact"):
         final = keras.saving.load_model(r.path("model.keras"))
     else:
@@ -338,6 +363,7 @@ def _export(r: Run, dense, final, test) -> dict:
     quant = cfg["quantize"]
     rep = r.dataset("train") if quant == "int8" else None
     out = {"quantize": quant}
+    progress.stage(5, 6, "export", f"TFLite, quantize {quant}, dense and pruned", r.verbose)
     try:
         d = to_tflite(dense, r.path("dense.tflite"), quantize=quant, representative_data=rep)
         p = to_tflite(final, r.path("model.tflite"), quantize=quant, representative_data=rep)
@@ -348,6 +374,8 @@ def _export(r: Run, dense, final, test) -> dict:
     out["tflite_accuracy"] = {"original": evaluate_tflite(d.path, test),
                               "speedup": evaluate_tflite(p.path, test)}
     bench = cfg["benchmark"]
+    progress.stage(6, 6, "benchmark", f"LiteRT on this machine, threads {bench['threads']}, {bench['runs']} runs "
+                   f"after {bench['warmup']} warm-up, dense and pruned interleaved", r.verbose)
     lat = {}
     for threads in bench["threads"]:
         cmp = compare(d.path, p.path, threads=threads, runs=bench["runs"], warmup=bench["warmup"])

@@ -7,12 +7,9 @@ import numpy as np
 
 from kprune import graph
 from kprune.config.recipe import Recipe
-from kprune.errors import UnsupportedLayerError
-from kprune.wrappers.prune_wrapper import (
-    KERNEL_WEIGHTS,
-    PruneWrapper,
-    weight_attributes,
-)
+from kprune.errors import KPruneError, UnsupportedLayerError
+from kprune.wrappers.prune_wrapper import KERNEL_WEIGHTS, PruneWrapper, weight_attributes
+from kprune.wrappers import short_form
 from kprune.wrappers.selectors import flatten_layers, select
 
 
@@ -106,8 +103,14 @@ def _copy_weights(old, new):
         new.set_weights(old.get_weights())
 
 
-def wrap(model, recipe, soft: bool = False):
+def wrap(model, recipe=None, soft: bool = False, **keywords):
     """Returns a new model whose selected layers are wrapped with pruning masks.
+
+    Two forms: ``wrap(model, recipe)`` (a recipe, dict or YAML path), or the keyword short form
+    ``wrap(model, sparsity=0.5, criterion="l1", granularity="filter", schedule="oneshot",
+    op_types=("Conv2D", "Dense"), exclude=(), **other_prune_keys)``, whose defaults are the ones
+    shown (L1 filter pruning, see :mod:`kprune.wrappers.short_form`); it builds a recipe dict
+    validated by the same schema, and errors name the keyword.
 
     Layers chosen by the recipe's ``config_list`` become :class:`PruneWrapper` layers with
     their pruning target. For filter granularity, every other layer coupled to a pruned
@@ -117,9 +120,12 @@ def wrap(model, recipe, soft: bool = False):
 
     Args:
         model: a built Functional or Sequential Keras model (nested models allowed).
-        recipe: a :class:`kprune.Recipe`, a dict, or a YAML path (only ``prune`` is used).
+        recipe: a :class:`kprune.Recipe`, a dict, or a YAML path (only ``prune`` is used); default
+            ``None``: the short form's keywords make the recipe.
         soft: soft pruning (pruned weights keep training, SFP); default ``False``, or the
             recipe's ``prune.soft``.
+        **keywords: the short form (``sparsity`` required; ``criterion``, ``granularity``,
+            ``schedule``, ``op_types``, ``exclude`` and any other ``prune`` key), only without ``recipe``.
 
     Returns:
         A new Keras model with the same names, inputs and outputs.
@@ -127,8 +133,15 @@ def wrap(model, recipe, soft: bool = False):
     Example:
         >>> model = kprune.wrap(model, {"prune": {"criterion": "level",
         ...     "config_list": [{"op_types": ["Dense"], "sparsity": 0.8}]}})
+        >>> model = kprune.wrap(plain_model, sparsity=0.5)    # L1 filter pruning, one-shot
     """
 
+    if recipe is None:
+        recipe = short_form.recipe(**keywords)
+    elif keywords:
+        raise TypeError(f"kprune.wrap takes a recipe or keywords, not both. Received: recipe and "
+                        f"{', '.join(f'{k}=' for k in sorted(keywords))}. Put the values into the recipe's "
+                        "`prune` section, or drop the recipe.")
     recipe = Recipe.coerce(recipe)
     soft = bool(soft or recipe.prune.get("soft", False))
     _check_model(model, "wrap")
@@ -136,7 +149,13 @@ def wrap(model, recipe, soft: bool = False):
         raise UnsupportedLayerError(f"model `{model.name}` is already wrapped; call kprune.strip(model) "
                                     "first to re-wrap it with another recipe.")
     prune = recipe.prune
-    specs, excluded = select(model, prune)
+    try:
+        specs, excluded = select(model, prune)
+    except KPruneError as e:
+        if not keywords:
+            raise
+        from kprune.wrappers import short_form
+        raise short_form.rename(e, keywords) from None
     plan = {k: v for k, v in prune.items() if k != "config_list"}
     plan["excluded"] = excluded
     passive = set()

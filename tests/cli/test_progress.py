@@ -1,0 +1,86 @@
+"""Issue 17: readable progress of `kprune-cli prune` — stage headers, `Epoch k/N` of the whole stage
+(also after --resume), no per-layer sparsity on the console (it is in log.jsonl), the sparsity
+note, and ratios in one direction (dense / pruned)."""
+
+import json
+import os
+
+import pytest
+from click.testing import CliRunner
+
+from kprune.cli.main import cli, format_result
+
+FMNIST = "/usr/share/datasets/fashion-mnist"
+
+TINY_FILTER = """
+name: tiny_filter
+seed: 0
+model: {name: lenet5}
+data: {name: fashion_mnist, batch_size: 64, take: 256, test_take: 128}
+train: {epochs: 2, optimizer: {name: adam, learning_rate: 0.001}}
+prune:
+  criterion: l1
+  granularity: filter
+  config_list:
+    - {op_types: [Conv2D, Dense], sparsity: 0.5}
+    - {op_names: [predictions], exclude: true}
+finetune: {epochs: 2, optimizer: {name: adam, learning_rate: 0.0005}}
+export: {quantize: none, benchmark: {threads: [1], runs: 5, warmup: 1}}
+"""
+
+
+@pytest.fixture
+def recipe(tmp_path):
+    if not os.path.isdir(FMNIST):
+        pytest.skip("needs Debian's dataset-fashion-mnist")
+    p = tmp_path / "tiny.yaml"
+    p.write_text(TINY_FILTER)
+    return p
+
+
+def test_prune_prints_stages_epochs_and_the_sparsity_note(recipe, tmp_path):
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli, ["prune", str(recipe), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    text = res.output
+    headers = ["[1/6] training", "[2/6] pruning", "[3/6] fine-tuning", "[4/6] compacting", "[5/6] export",
+               "[6/6] benchmark"]
+    positions = [text.index(h) for h in headers]
+    assert positions == sorted(positions)
+    train, finetune = text[positions[0]:positions[1]], text[positions[2]:positions[3]]
+    assert train.count("Epoch 1/2") == 1 and train.count("Epoch 2/2") == 1
+    assert finetune.count("Epoch 1/2") == 1 and finetune.count("Epoch 2/2") == 1
+    assert "sparsity/" not in text                       # per-layer entries stay off the console
+    assert "pruned filters/channels of the 4 selected layer(s): 0.5000 (recipe sparsity 0.5)" in text
+    assert "coupled layers included" in text
+    events = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    tuned = [e for e in events if e.get("stage") == "finetune"]
+    assert len(tuned) == 2 and set(tuned[0]["layer_sparsity"]) >= {"conv1", "conv2", "fc1"}
+    prune = next(e for e in events if e.get("stage") == "prune")
+    assert prune["selected_unit_sparsity"] == {"conv1": 0.5, "conv2": 0.5, "fc1": 0.5, "fc2": 0.5}
+    assert prune["sparsity"] > 0.5                       # the total counts coupled input channels too
+
+    # resumed after the first training epoch: the header still counts the whole stage
+    state = json.loads((out / "state.json").read_text())
+    state["stages"] = {"train": {"epoch": 1, "test_accuracy": state["stages"]["train"]["test_accuracy"]}}
+    (out / "state.json").write_text(json.dumps(state))
+    res = CliRunner().invoke(cli, ["prune", str(recipe), "--out", str(out), "--resume"])
+    assert res.exit_code == 0, res.output
+    train = res.output[res.output.index("[1/6] training"):res.output.index("[2/6] pruning")]
+    assert "Epoch 2/2" in train and "Epoch 1/2" not in train
+
+
+def test_report_ratios_are_dense_over_pruned():
+    result = {"performance": {"original": 0.90, "pruned": 0.5, "finetuned": 0.88},
+              "params": {"original": 400, "speedup": 100, "nonzero": 100},
+              "macs": {"original": 1000, "speedup": 250, "effective": 250},
+              "flops": {"original": 2000, "speedup": 500},
+              "export": {"tflite_bytes": {"original": 3000, "speedup": 1000},
+                         "latency_ms": {"1": {"original": 2.0, "speedup": 0.5, "ratio": 4.0}}}}
+    text = format_result(result)
+    assert "dense/pruned" in text.splitlines()[0]
+    params = next(line for line in text.splitlines() if line.startswith("params "))
+    latency = next(line for line in text.splitlines() if line.startswith("latency ms"))
+    assert params.endswith("4.000x") and latency.endswith("4.000x")   # same direction as result.json's ratio
+    accuracy = next(line for line in text.splitlines() if line.startswith("test accuracy (Keras)"))
+    assert accuracy.endswith("-2.00 pts")
