@@ -11,10 +11,10 @@ removes the pruned channels, and the compacted model must compute the masked mod
 
 Usage::
 
-    python benchmarks/coverage.py [--models NAME ...] [--hand-built-only] [--steps 4] [--no-tflite]
+    python benchmarks/coverage.py [--models NAME ...] [--hand-built-only] [--steps 4] [--no-tflite] [--resume]
 
-Writes ``docs/coverage.md`` when every model ran (and ``benchmarks/results/coverage.json``);
-exits 1 if any model failed.
+Writes ``benchmarks/results/coverage.json`` after every model (``--resume`` continues a
+sweep) and ``docs/coverage.md`` once every model has a row; exits 1 if any model failed.
 """
 
 from __future__ import annotations
@@ -200,12 +200,16 @@ def main(argv=None) -> int:
     parser.add_argument("--hand-built-only", action="store_true")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--no-tflite", action="store_true")
+    parser.add_argument("--resume", action="store_true", help="keep the rows already in the results file")
     args = parser.parse_args(argv)
     names = list(HAND_BUILT) + ([] if args.hand_built_only else application_names())
     wanted = args.models or names
-    rows, failed = {}, 0
+    rows = {}
+    if args.resume and os.path.exists(OUT):
+        with open(OUT) as f:
+            rows = {k: v for k, v in json.load(f)["rows"].items() if k in names}
     for name in names:
-        if name not in wanted:
+        if name not in wanted or name in rows:
             continue
         t0 = time.perf_counter()
         try:
@@ -214,15 +218,15 @@ def main(argv=None) -> int:
             row = dict(error=f"{type(exc).__name__}: {exc}".replace("\n", " ")[:400],
                        seconds=time.perf_counter() - t0)
         row["problems"] = problems(row, not args.no_tflite)
-        failed += bool(row["problems"])
         rows[name] = row
         print(f"{name:24s} {'ok' if not row['problems'] else 'FAILED ' + '; '.join(row['problems'])} "
               f"({row['seconds']:.0f} s)", flush=True)
         keras.backend.clear_session()
-    os.makedirs(os.path.dirname(OUT), exist_ok=True)
-    atomic_write_json(OUT, {"steps": args.steps, "keras": keras.__version__, "rows": rows})
+        os.makedirs(os.path.dirname(OUT), exist_ok=True)  # after every model: a long sweep resumes
+        atomic_write_json(OUT, {"steps": args.steps, "keras": keras.__version__, "rows": rows})
     if set(rows) == set(names):
-        write_doc(rows, args.steps)
+        write_doc({n: rows[n] for n in names}, args.steps)
+    failed = sum(bool(r["problems"]) for r in rows.values())
     print(f"{len(rows) - failed} of {len(rows)} pass")
     return 1 if failed else 0
 

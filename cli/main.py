@@ -173,7 +173,9 @@ def count(model, input_shape, num_classes, per_layer, as_json):
 
 @cli.command(epilog=EPILOG)
 @_model_options
-def inspect(model, input_shape, num_classes):
+@click.option("--recipe", "recipe_path", type=click.Path(dir_okay=False),
+              help="Also show which layers this recipe selects and which of them would not be pruned, and why.")
+def inspect(model, input_shape, num_classes, recipe_path):
     """Show MODEL's prunable layers (shape, MACs) and its channel groups."""
     quiet_tf.import_tensorflow()
     from kprune import counting
@@ -206,6 +208,18 @@ def inspect(model, input_shape, num_classes):
         status = "prunable" if g.prunable else f"not prunable: {g.reason}"
         click.echo(f"  #{g.id:<3d} {g.size:5d} ch  producers={prods}  coupled={others[:6]}"
                    f"{' ...' if len(others) > 6 else ''}  [{status}]")
+    if recipe_path:
+        from kprune.config.recipe import Recipe
+        from kprune.pruning.pruner import check_selection
+        try:
+            found = check_selection(m, Recipe.from_yaml(recipe_path))
+        except KPruneError as e:
+            _fail(e)
+        click.echo(f"\nrecipe {recipe_path}: {len(found['selected'])} layer(s) selected, "
+                   f"{len(found['skipped'])} would not be pruned")
+        for name in found["selected"]:
+            why = found["skipped"].get(name)
+            click.echo(f"  {name:40s} {'pruned' if why is None else 'NOT pruned: ' + why}")
 
 
 from kprune.cli.bench import bench  # noqa: E402

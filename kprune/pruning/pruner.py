@@ -32,7 +32,7 @@ from kprune.pruning.updaters import FilterUpdater, Job, LayerUpdater
 from kprune.schedules.iterative import round_sparsity
 from kprune.wrappers.prune_wrapper import PruneWrapper, weight_attributes
 from kprune.wrappers.selectors import flatten_layers
-from kprune.wrappers.wrap import find_wrappers
+from kprune.wrappers.wrap import find_wrappers, wrap
 
 log = logging.getLogger("kprune")
 
@@ -323,3 +323,40 @@ class Pruner:
         """A JSON-friendly summary: step, round, schedule and skipped layers."""
         return {"step": self.step, "round": self.round, "schedule": self.schedule.get_config(),
                 "skipped": dict(self.skipped)}
+
+
+def check_selection(model, recipe) -> dict:
+    """What a recipe would prune in ``model``, checked before any training.
+
+    Wraps a copy of ``model`` (which validates the ``config_list`` against its layers: missing
+    ``op_names``, layer types that cannot be pruned) and works out, without changing weights,
+    which selected layers cannot be pruned and why (a channel group that reaches the model
+    output, passes through a layer kprune does not know, is normalized over channels...).
+
+    Args:
+        model: a plain (unwrapped) Keras model.
+        recipe: a :class:`kprune.Recipe`, dict or YAML path.
+
+    Returns:
+        ``{"selected": [layer names], "skipped": {layer name: reason}}``.
+
+    Raises:
+        KPruneError: when every selected layer would be skipped (the recipe prunes nothing).
+
+    Example:
+        >>> kprune.pruning.pruner.check_selection(model, {"prune": {"criterion": "l1",
+        ...     "granularity": "filter", "config_list": [{"op_names": ["predictions"], "sparsity": 0.5}]}})
+        Traceback (most recent call last):
+        KPruneError: nothing can be pruned: ... `predictions`: reaches the model output 'predictions' ...
+    """
+    wrapped = wrap(model, recipe)
+    pruner = Pruner(wrapped)
+    pruner.jobs()
+    selected = [w.name for w in pruner.active]
+    skipped = {n: pruner.skipped[n] for n in selected if n in pruner.skipped}
+    if selected and set(skipped) >= set(selected):
+        reasons = "; ".join(f"`{n}`: {why}" for n, why in sorted(skipped.items()))
+        raise KPruneError(f"nothing can be pruned: every layer the recipe selects would be skipped. Received: "
+                          f"{reasons}. Select other layers in prune.config_list (kprune-cli inspect MODEL "
+                          "--recipe RECIPE lists them with the reasons), or use granularity: weight.")
+    return {"selected": selected, "skipped": skipped}

@@ -199,6 +199,8 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
         progress.stage(1, n_stages, "training", f"{recipe.model['name']} on {recipe.data['name']}, "
                        f"{recipe.train['epochs']} epoch(s)", verbose)
         dense = r.build_model()
+        if not r.done("prune"):  # fail fast: the selection is checked against the model before training
+            _preflight(r, dense, verbose)
         if recipe.train["epochs"] > 0:
             dense = _fit_epochs(r, dense, "train", recipe.train)
         save_model_atomic(dense, r.path("dense.keras"))
@@ -313,6 +315,19 @@ def _committed_result(r: Run, fallback: dict) -> dict:
     except (OSError, ValueError):
         atomic_write_json(r.path("result.json"), fallback)
         return fallback
+
+
+def _preflight(r: Run, model, verbose) -> None:
+    """Checks the recipe's selection against the model before any training (see
+    :func:`kprune.pruning.pruner.check_selection`) and says which selected layers will not be pruned."""
+    from kprune.pruning.pruner import check_selection
+    if r.recipe.prune["search"]:
+        return  # a search chooses its own units
+    found = check_selection(model, r.recipe)
+    if found["skipped"] and verbose:
+        print(f"{len(found['skipped'])} of {len(found['selected'])} selected layer(s) will not be pruned:")
+        for name, why in sorted(found["skipped"].items()):
+            print(f"  {name}: {why}")
 
 
 def _check_skipped(skipped: dict, model) -> dict:
