@@ -60,9 +60,8 @@ import math
 import keras
 import numpy as np
 
-from kprune.counting import rules
 from kprune.errors import GraphError
-from kprune.graph.layers import rule_for
+from kprune.graph.layers import prod, rule_for, shapes_of
 
 L = keras.layers
 
@@ -166,10 +165,11 @@ class _Counter:
         if isinstance(layer, L.Wrapper) and not isinstance(layer, L.TimeDistributed):
             inner = layer.layer
             weights = list(inner.weights)
-        in_shapes = rules.input_shapes(inner, args, kwargs)
-        out_shapes = rules.shapes(outputs)
+        rule = rule_for(inner)
+        in_shapes = rule.input_shapes(inner, args, kwargs)
+        out_shapes = shapes_of(outputs)
         macs, eff, ops = self.layer_macs(inner, in_shapes, out_shapes)
-        self.nni += rules.nni(inner, macs, in_shapes, out_shapes)
+        self.nni += rule.nni(inner, macs, in_shapes, out_shapes)
         new = [v for v in weights if id(v) not in self.seen]
         for v in new:
             self.seen[id(v)] = v
@@ -193,26 +193,25 @@ class _Counter:
 
     def layer_macs(self, layer, in_shapes, out_shapes):
         if isinstance(layer, L.TimeDistributed):
-            steps = rules.prod([in_shapes[0][1]], layer, "time")
+            steps = prod([in_shapes[0][1]], layer, "time")
             drop = lambda shapes: [(s[0],) + tuple(s[2:]) for s in shapes]  # noqa: E731
             macs, eff, ops = self.layer_macs(layer.layer, drop(in_shapes), drop(out_shapes))
             return steps * macs, steps * eff, steps * ops
         if isinstance(layer, L.Bidirectional):
             results = [self.layer_macs(sub, in_shapes, out_shapes) for sub in (layer.forward_layer, layer.backward_layer)]
             return tuple(sum(r[i] for r in results) for i in range(3))
-        terms = rule_for(layer).macs(layer, in_shapes, out_shapes)
+        rule = rule_for(layer)
+        terms = rule.macs(layer, in_shapes, out_shapes)
         if terms is None:
-            terms = rules.terms(layer, in_shapes, out_shapes)
-        if terms is None:
-            if getattr(layer, "weights", None) and not isinstance(layer, (L.BatchNormalization,) + rules.STAT_NORMS + rules.AFFINE + rules.ACTIVATIONS):
+            if getattr(layer, "weights", None) and not rule.weights_without_macs:
                 self.uncounted.append(type(layer).__name__)
-            return 0, 0, rules.ops(layer, in_shapes, out_shapes)
+            return 0, 0, rule.ops(layer, in_shapes, out_shapes)
         macs = eff = 0
         for var, size, uses in terms:
             size = int(math.prod(var.shape)) if var is not None else size
             macs += size * uses
             eff += (self.nonzero(var) if var is not None else size) * uses
-        return macs, eff, rules.ops(layer, in_shapes, out_shapes)
+        return macs, eff, rule.ops(layer, in_shapes, out_shapes)
 
     def walk(self, model, inputs):
         if isinstance(model, keras.Sequential):

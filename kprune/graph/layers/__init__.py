@@ -10,6 +10,8 @@ norm          BatchNormalization, GroupNormalization, LayerNormalization and fri
 elementwise   activations, merges, dropout/noise, pooling/padding/resizing, PReLU,
               Rescaling, Softmax, element-wise ``keras.ops`` nodes
 shape         Concatenate, Flatten/Reshape, Permute, global pooling
+attention     Dot, MultiHeadAttention (counting)
+recurrent     SimpleRNN, LSTM, GRU (counting)
 ============  ===========================================================================
 
 The graph walk (:mod:`kprune.graph.analysis`), ``compact`` (:mod:`kprune.graph.surgery`), the
@@ -22,10 +24,12 @@ Teach kprune a custom layer with :func:`register` (``kprune.layers.register``); 
 ``docs/layers.md``.
 """
 
-from kprune.graph.layers import conv, dense, elementwise, norm, shape  # noqa: F401  (registration)
+from kprune.graph.layers import (attention, conv, dense, elementwise, norm, recurrent,  # noqa: F401  (registration)
+                                 shape)
 from kprune.graph.layers.base import (KERNEL_WEIGHTS, Ctx, LayerRule, Sizes, channel_sources, is_prunable,
-                                      masked_weights, prunable_types, register, rule_for)
+                                      masked_weights, prod, prunable_types, register, rule_for, shapes_of,
+                                      spatial)
 from kprune.graph.layers.dense import einsum_axes
 
 __all__ = ["Ctx", "KERNEL_WEIGHTS", "LayerRule", "Sizes", "channel_sources", "einsum_axes", "is_prunable",
-           "masked_weights", "prunable_types", "register", "rule_for"]
+           "masked_weights", "prod", "prunable_types", "register", "rule_for", "shapes_of", "spatial"]

@@ -20,10 +20,12 @@ by class name (for classes kprune does not import, such as keras-hub layers).
 
 from __future__ import annotations
 
+import math
+
 import keras
 import numpy as np
 
-from kprune.errors import UnsupportedLayerError
+from kprune.errors import GraphError, UnsupportedLayerError
 from kprune.graph.state import TInfo
 from kprune.graph.walk import unwrap
 
@@ -51,6 +53,33 @@ def activation_is_zero_at_zero(activation) -> bool:
     except Exception:  # noqa: BLE001
         return False
     return bool(np.all(out == 0.0))
+
+
+def prod(dims, layer, what) -> int:
+    """Product of known dimensions; a ``None`` among them is a :class:`GraphError`."""
+    dims = list(dims)
+    if any(d is None for d in dims):
+        raise GraphError(
+            f"Layer {layer.name!r} ({type(layer).__name__}) has an unknown {what} dimension "
+            f"(received shape with None: {tuple(dims)}). Pass `input_shape=` to count() so "
+            "that every non-batch dimension is known."
+        )
+    return int(math.prod(int(d) for d in dims))
+
+
+def spatial(shape, data_format):
+    """Spatial dimensions of a conv input/output shape."""
+    return shape[2:] if data_format == "channels_first" else shape[1:-1]
+
+
+def elements(shapes, layer, what="output") -> int:
+    """Elements per example over several shapes."""
+    return sum(prod(s[1:], layer, what) for s in shapes)
+
+
+def shapes_of(specs):
+    """Shapes of all tensors (or KerasTensors) in a nested structure, in order."""
+    return [tuple(s.shape) for s in keras.tree.flatten(specs) if hasattr(s, "shape")]
 
 
 def last_axis(axis, rank) -> bool:
@@ -277,6 +306,8 @@ class LayerRule:
     prunable = False
     kernels = KERNEL_WEIGHTS
     statistics = "stop"
+    #: its weights carry no MACs (normalizations, scales, PReLU): not listed as uncounted
+    weights_without_macs = False
 
     def channels(self, ctx: Ctx) -> list:
         """How channels pass through one call; returns the outputs' :class:`TInfo`.
@@ -295,9 +326,21 @@ class LayerRule:
 
     def macs(self, layer, in_shapes, out_shapes):
         """MAC terms of one call for :func:`kprune.count`: ``[(weight or None, size, uses)]``
-        (MACs = Σ weight.size × uses; ``size`` stands in when there is no weight), or None to
-        use kprune's built-in formulas (:mod:`kprune.counting.rules`)."""
+        (MACs = Σ weight.size × uses; ``size`` stands in when there is no weight), or None for a
+        layer without MACs (see ``docs/counting.md`` for the convention)."""
         return None
+
+    def ops(self, layer, in_shapes, out_shapes) -> int:
+        """Other arithmetic operations of one call (bias adds, activations, normalization...)."""
+        return 0
+
+    def nni(self, layer, macs, in_shapes, out_shapes) -> int:
+        """What NNI's ``count_flops_params(mode="full")`` reports for the same call."""
+        return 0
+
+    def input_shapes(self, layer, args, kwargs) -> list:
+        """Input shapes of one call, as :meth:`macs` and :meth:`ops` expect them."""
+        return shapes_of((args, kwargs))
 
     def masked_weights(self, layer) -> dict:
         """``{attribute: variable}`` of the trainable weights a wrapper masks: the usual names
@@ -318,6 +361,24 @@ class LayerRule:
             out[name] = var
             taken.add(id(var))
         return out
+
+
+class ProducerRule(LayerRule):
+    """Base of layers whose kernels produce channels (conv, dense): a bias add and a fused
+    activation cost one op per output element; NNI counts the bias as a FLOP."""
+
+    prunable = True
+
+    def ops(self, layer, in_shapes, out_shapes) -> int:
+        out = elements(out_shapes, layer)
+        n = out if getattr(layer, "bias", None) is not None else 0
+        act = getattr(layer, "activation", None)
+        if act is not None and act is not keras.activations.linear:
+            n += out
+        return n
+
+    def nni(self, layer, macs, in_shapes, out_shapes) -> int:
+        return macs + (elements(out_shapes, layer) if getattr(layer, "bias", None) is not None else 0)
 
 
 _BY_CLASS: dict = {}

@@ -8,11 +8,11 @@ from keras.src.layers.convolutional.base_conv_transpose import BaseConvTranspose
 from keras.src.layers.convolutional.base_depthwise_conv import BaseDepthwiseConv
 from keras.src.layers.convolutional.base_separable_conv import BaseSeparableConv
 
-from kprune.graph.layers.base import LayerRule, activation_is_zero_at_zero, register
+from kprune.graph.layers.base import ProducerRule, activation_is_zero_at_zero, prod, register, spatial
 from kprune.graph.state import TInfo
 
 
-class ConvRule(LayerRule):
+class ConvRule(ProducerRule):
     """``Conv*`` and ``Conv*Transpose``: input channels are read by the kernel's input axis, the
     filters are the output channels.
 
@@ -52,6 +52,11 @@ class ConvRule(LayerRule):
             ctx.state.union(by_group_out[0], by_group_out[i])
         return [out]
 
+    def macs(self, layer, in_shapes, out_shapes):
+        if isinstance(layer, BaseConvTranspose):  # each input position scatters the whole kernel
+            return [(layer.kernel, None, prod(spatial(in_shapes[0], layer.data_format), layer, "input spatial"))]
+        return [(layer.kernel, None, prod(spatial(out_shapes[0], layer.data_format), layer, "output spatial"))]
+
     def resize(self, layer, config, sizes):
         config = {**config, "filters": sizes.out_n}
         if getattr(layer, "groups", 1) > 1 and layer.groups == sizes.orig_in:  # depthwise-like
@@ -59,7 +64,7 @@ class ConvRule(LayerRule):
         return config
 
 
-class DepthwiseRule(LayerRule):
+class DepthwiseRule(ProducerRule):
     """``DepthwiseConv*``: each input channel has its own ``depth_multiplier`` filters (followers)."""
 
     prunable = True
@@ -73,8 +78,11 @@ class DepthwiseRule(LayerRule):
             ctx.follower(out_labels, "bias", 0)
         return [TInfo(out_labels, np.full(len(out_labels), activation_is_zero_at_zero(layer.activation)))]
 
+    def macs(self, layer, in_shapes, out_shapes):
+        return [(layer.kernel, None, prod(spatial(out_shapes[0], layer.data_format), layer, "output spatial"))]
 
-class SeparableRule(LayerRule):
+
+class SeparableRule(ProducerRule):
     """``SeparableConv*``: the depthwise and pointwise kernels read the input channels; the
     pointwise filters are the output channels."""
 
@@ -89,6 +97,10 @@ class SeparableRule(LayerRule):
                      positions=np.arange(cin * m), labels=np.repeat(x.labels, m))
         return [ctx.producer(layer.filters, layer.pointwise_kernel.ndim - 1, layer.activation,
                              kernel="pointwise_kernel")]
+
+    def macs(self, layer, in_shapes, out_shapes):
+        uses = prod(spatial(out_shapes[0], layer.data_format), layer, "output spatial")
+        return [(layer.depthwise_kernel, None, uses), (layer.pointwise_kernel, None, uses)]
 
     def resize(self, layer, config, sizes):
         return {**config, "filters": sizes.out_n}

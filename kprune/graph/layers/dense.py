@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import math
+
 import keras
 
-from kprune.graph.layers.base import LayerRule, register
+from kprune.graph.layers.base import LayerRule, ProducerRule, prod, register
 
 L = keras.layers
 
 
-class DenseRule(LayerRule):
+class DenseRule(ProducerRule):
     """``Dense``: kernel rows read the input channels, columns are the units."""
 
     prunable = True
@@ -17,6 +19,9 @@ class DenseRule(LayerRule):
     def channels(self, ctx):
         ctx.consumer("kernel", 0)
         return [ctx.producer(ctx.layer.units, 1, ctx.layer.activation)]
+
+    def macs(self, layer, in_shapes, out_shapes):
+        return [(layer.kernel, None, prod(in_shapes[0][1:-1], layer, "leading"))]
 
     def resize(self, layer, config, sizes):
         return {**config, "units": sizes.out_n}
@@ -48,7 +53,7 @@ def einsum_axes(layer):
     return ker.index(a), ker.index(b)
 
 
-class EinsumDenseRule(LayerRule):
+class EinsumDenseRule(ProducerRule):
     """``EinsumDense`` whose equation contracts the input's last axis and produces the output's
     last axis from one kernel axis each (:func:`einsum_axes`); any other equation is unknown."""
 
@@ -64,6 +69,15 @@ class EinsumDenseRule(LayerRule):
         n = int(ctx.call.out_tensors[0].shape[-1])
         return [ctx.producer(n, axes[1], layer.activation, bias="bias" if layer.bias_axes else None)]
 
+    def macs(self, layer, in_shapes, out_shapes):
+        inputs, output = layer.equation.replace(" ", "").split("->")
+        x_spec, k_spec = inputs.split(",")
+        kernel_shape = tuple(layer.kernel.shape)
+        sizes = dict(zip(k_spec, kernel_shape))
+        contracted = [sizes[c] for c in k_spec if c in x_spec and c not in output]
+        total = prod(out_shapes[0][1:], layer, "output") * int(math.prod(contracted))
+        return [(layer.kernel, None, total // int(math.prod(kernel_shape)))]
+
     def resize(self, layer, config, sizes):
         shape = config["output_shape"]
         out = sizes.out_n if isinstance(shape, int) else list(shape[:-1]) + [sizes.out_n]
@@ -71,9 +85,8 @@ class EinsumDenseRule(LayerRule):
 
 
 class EmbeddingRule(LayerRule):
-    """``Embedding``: the embedding dimension is produced."""
-
-    prunable = False
+    """``Embedding``: the embedding dimension is produced (a lookup: no MACs formula, so
+    :func:`kprune.count` lists it as uncounted)."""
 
     def channels(self, ctx):
         return [ctx.producer(ctx.layer.output_dim, 1, None, bias=None, kernel="embeddings")]

@@ -4,11 +4,13 @@ pooling/padding/resizing (channels unchanged), PReLU, Rescaling, Softmax; and th
 
 from __future__ import annotations
 
+import math
+
 import keras
 import numpy as np
 from keras.src.layers.pooling.base_pooling import BasePooling
 
-from kprune.graph.layers.base import LayerRule, last_axis, register
+from kprune.graph.layers.base import LayerRule, elements, last_axis, register
 from kprune.graph.state import TInfo
 
 L = keras.layers
@@ -25,11 +27,29 @@ class PassThroughRule(LayerRule):
         return ctx.passthrough()
 
 
+class PoolingRule(PassThroughRule):
+    """Pooling: channels unchanged; ``prod(pool_size)`` ops per output element (NNI counts
+    average pooling's outputs)."""
+
+    def ops(self, layer, in_shapes, out_shapes):
+        return elements(out_shapes, layer) * int(math.prod(layer.pool_size))
+
+    def nni(self, layer, macs, in_shapes, out_shapes):
+        return elements(out_shapes, layer) if "Average" in type(layer).__name__ else 0
+
+
 class ActivationRule(LayerRule):
     """An activation layer: element-wise; whether 0 maps to 0 is measured. A softmax over the
-    channel axis couples every channel and blocks them."""
+    channel axis couples every channel and blocks them. One op per output element."""
 
     statistics = "activation"
+    weights_without_macs = True
+
+    def ops(self, layer, in_shapes, out_shapes):
+        return elements(out_shapes, layer)
+
+    def nni(self, layer, macs, in_shapes, out_shapes):
+        return elements(out_shapes, layer) if isinstance(layer, L.LeakyReLU) else 0
 
     def channels(self, ctx):
         layer, x = ctx.layer, ctx.x
@@ -42,10 +62,8 @@ class ActivationRule(LayerRule):
         return ctx.elementwise()
 
 
-class PReLURule(LayerRule):
+class PReLURule(ActivationRule):
     """``PReLU``: a per-channel slope (``alpha``) follows the channels when it has one per channel."""
-
-    statistics = "activation"
 
     def channels(self, ctx):
         alpha, x = ctx.layer.alpha, ctx.x
@@ -55,7 +73,13 @@ class PReLURule(LayerRule):
 
 
 class RescalingRule(LayerRule):
-    """``Rescaling``: element-wise; a per-channel scale or offset blocks the channels."""
+    """``Rescaling``: element-wise; a per-channel scale or offset blocks the channels. Two ops per
+    output element."""
+
+    weights_without_macs = True
+
+    def ops(self, layer, in_shapes, out_shapes):
+        return 2 * elements(out_shapes, layer)
 
     def channels(self, ctx):
         outs = ctx.elementwise()
@@ -66,11 +90,20 @@ class RescalingRule(LayerRule):
 
 
 class MergeRule(LayerRule):
-    """``Add``, ``Multiply``... and element-wise ``keras.ops`` nodes: inputs united channel by
-    channel (a broadcast input blocks its group)."""
+    """``Add``, ``Multiply``... : inputs united channel by channel (a broadcast input blocks its
+    group). ``inputs_minus`` ops per output element and input beyond it: ``n - 1`` for
+    Add/Subtract/Multiply/Maximum/Minimum, ``n`` for Average (the division), none for others."""
+
+    def __init__(self, inputs_minus=None):
+        self.inputs_minus = inputs_minus
 
     def channels(self, ctx):
         return ctx.elementwise()
+
+    def ops(self, layer, in_shapes, out_shapes):
+        if self.inputs_minus is None:
+            return 0
+        return (len(in_shapes) - self.inputs_minus) * elements(out_shapes, layer)
 
 
 class ElementwiseOpRule(LayerRule):
@@ -82,7 +115,8 @@ class ElementwiseOpRule(LayerRule):
 
 for _cls in (L.Dropout, L.GaussianNoise, L.GaussianDropout, L.AlphaDropout, L.Identity):
     register(_cls, PassThroughRule(statistics="pass"))
-for _cls in (L.ActivityRegularization, BasePooling, L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D,
+register(BasePooling, PoolingRule())
+for _cls in (L.ActivityRegularization, L.ZeroPadding1D, L.ZeroPadding2D, L.ZeroPadding3D,
              L.Cropping1D, L.Cropping2D, L.Cropping3D, L.UpSampling1D, L.UpSampling2D, L.UpSampling3D,
              L.Resizing, L.Masking):
     register(_cls, PassThroughRule())
@@ -92,8 +126,9 @@ for _cls in (L.Activation, L.ReLU, L.LeakyReLU, L.ELU, L.Softmax):
     register(_cls, ActivationRule())
 register(L.PReLU, PReLURule())
 register(L.Rescaling, RescalingRule())
-for _cls in (L.Add, L.Subtract, L.Multiply, L.Average, L.Maximum, L.Minimum):
-    register(_cls, MergeRule())
+for _cls in (L.Add, L.Subtract, L.Multiply, L.Maximum, L.Minimum):
+    register(_cls, MergeRule(inputs_minus=1))
+register(L.Average, MergeRule(inputs_minus=0))
 register("CustomScaleLayer", MergeRule())
 
 #: keras.ops operations (functional-API arithmetic) that act element by element

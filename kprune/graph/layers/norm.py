@@ -6,7 +6,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from kprune.graph.layers.base import LayerRule, last_axis, register
+from kprune.graph.layers.base import LayerRule, elements, last_axis, register
 from kprune.graph.state import TInfo
 
 L = keras.layers
@@ -17,6 +17,13 @@ class BatchNormRule(LayerRule):
     the channels; with ``scale=True`` a channel whose gamma and beta are zero is exactly zero."""
 
     statistics = "pass"
+    weights_without_macs = True
+
+    def ops(self, layer, in_shapes, out_shapes):  # inference scale-and-shift
+        return 2 * elements(out_shapes, layer)
+
+    def nni(self, layer, macs, in_shapes, out_shapes):
+        return 2 * elements(out_shapes, layer)
 
     def channels(self, ctx):
         layer, x = ctx.layer, ctx.x
@@ -32,6 +39,11 @@ class BatchNormRule(LayerRule):
 class GroupNormRule(LayerRule):
     """``GroupNormalization``: the channels of one normalization group are one unit (pruning
     removes whole groups; ``compact`` lowers ``groups``)."""
+
+    weights_without_macs = True
+
+    def ops(self, layer, in_shapes, out_shapes):  # mean, centre, square, variance, rsqrt-multiply, scale, shift
+        return 7 * elements(out_shapes, layer)
 
     def channels(self, ctx):
         layer, x = ctx.layer, ctx.x
@@ -58,6 +70,11 @@ class StatNormRule(LayerRule):
     """``LayerNormalization``/``UnitNormalization``/``RMSNormalization`` over the channel axis:
     removing a channel changes the mean and variance, so the channels are not prunable."""
 
+    weights_without_macs = True
+
+    def ops(self, layer, in_shapes, out_shapes):
+        return 7 * elements(out_shapes, layer)
+
     def channels(self, ctx):
         layer, x = ctx.layer, ctx.x
         if last_axis(getattr(layer, "axis", -1), ctx.rank):
@@ -72,6 +89,11 @@ class StatNormRule(LayerRule):
 
 class NormalizationRule(LayerRule):
     """``Normalization`` (feature-wise statistics adapted from data): not prunable."""
+
+    weights_without_macs = True
+
+    def ops(self, layer, in_shapes, out_shapes):
+        return 2 * elements(out_shapes, layer)
 
     def channels(self, ctx):
         ctx.block(ctx.x.labels, f"per-channel statistics of {ctx.what}")

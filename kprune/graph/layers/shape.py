@@ -7,7 +7,7 @@ import keras
 import numpy as np
 from keras.src.layers.pooling.base_global_pooling import BaseGlobalPooling
 
-from kprune.graph.layers.base import LayerRule, register
+from kprune.graph.layers.base import LayerRule, elements, register
 from kprune.graph.state import TInfo
 
 L = keras.layers
@@ -25,10 +25,13 @@ class ConcatenateRule(LayerRule):
 
 
 class GlobalPoolingRule(LayerRule):
-    """Global pooling: channels unchanged."""
+    """Global pooling: channels unchanged; one op per input element."""
 
     def channels(self, ctx):
         return ctx.passthrough()
+
+    def ops(self, layer, in_shapes, out_shapes):
+        return elements(in_shapes, layer, "input")
 
 
 class ReshapeRule(LayerRule):
