@@ -154,7 +154,6 @@ def wrap(model, recipe=None, soft: bool = False, **keywords):
     except KPruneError as e:
         if not keywords:
             raise
-        from kprune.wrappers import short_form
         raise short_form.rename(e, keywords) from None
     plan = {k: v for k, v in prune.items() if k != "config_list"}
     plan["excluded"] = excluded

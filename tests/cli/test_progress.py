@@ -62,7 +62,9 @@ def test_prune_prints_stages_epochs_and_the_sparsity_note(recipe, tmp_path):
 
     # resumed after the first training epoch: the header still counts the whole stage
     state = json.loads((out / "state.json").read_text())
-    state["stages"] = {"train": {"epoch": 1, "test_accuracy": state["stages"]["train"]["test_accuracy"]}}
+    train = state["stages"]["train"]  # its last epoch checkpoint stands in for the first one's
+    state["stages"] = {"train": {"epoch": 1, "test_accuracy": train["test_accuracy"],
+                                 "checkpoint": train["checkpoint"]}}
     (out / "state.json").write_text(json.dumps(state))
     res = CliRunner().invoke(cli, ["prune", str(recipe), "--out", str(out), "--resume"])
     assert res.exit_code == 0, res.output
