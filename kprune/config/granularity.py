@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-KINDS = ("weight", "filter", "channel", "n:m", "block")
+KINDS = ("weight", "filter", "channel", "n:m", "block", "head")
 _NM = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 
 
@@ -26,7 +26,7 @@ def parse(value: str) -> tuple:
         if 0 < n < mm:
             return "n:m", (n, mm)
         raise ValueError(f"an N:M granularity needs 0 < N < M. Received: {value!r}")
-    raise ValueError(f"must be one of ['weight', 'filter', 'channel', 'block'] or 'N:M' such as "
+    raise ValueError(f"must be one of ['weight', 'filter', 'channel', 'block', 'head'] or 'N:M' such as "
                      f"'2:4'. Received: {value!r}")
 
 

@@ -26,7 +26,7 @@ register = CRITERIA.register
 #: granularities built from elementwise scores.
 ELEMENTWISE = ("weight", "n:m", "block")
 #: granularities built from per-axis scores.
-STRUCTURED = ("filter", "channel")
+STRUCTURED = ("filter", "channel", "head")
 ALL = ELEMENTWISE + STRUCTURED
 
 

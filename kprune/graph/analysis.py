@@ -20,7 +20,7 @@ import numpy as np
 from kprune.errors import GraphError
 from kprune.graph.layers import Ctx, rule_for
 from kprune.graph.state import ChannelState, TInfo
-from kprune.graph.walk import FlatGraph, flatten_graph, unwrap
+from kprune.graph.walk import FlatGraph, flatten_graph, unwrap, weight_at
 
 ROLES = ("producer", "follower", "consumer")
 NO_PRODUCER = ("has no producer layer (its channels come from the model input or from an "
@@ -58,8 +58,9 @@ class Member:
         return unwrap(self.layer)
 
     def variable(self):
-        """The Keras variable of this member's weight."""
-        return getattr(self.inner, self.weight)
+        """The Keras variable of this member's weight (a dotted path reaches a sublayer's
+        weight, e.g. ``_query_dense.kernel`` of an attention layer)."""
+        return weight_at(self.inner, self.weight)
 
 
 @dataclass
@@ -72,6 +73,8 @@ class ChannelGroup:
         members: the weight slices carrying them.
         prunable: whether channels of this group may be removed.
         reason: why not, when ``prunable`` is False.
+        unit: what one element of the group is: ``"channel"`` (filters, units, channels), or
+            ``"head"`` (attention heads, pruned with ``granularity: head``).
     """
 
     id: int
@@ -80,6 +83,7 @@ class ChannelGroup:
     prunable: bool
     reason: str | None
     roots: np.ndarray = field(default=None, repr=False)
+    unit: str = "channel"
 
     def _role(self, role):
         return [m for m in self.members if m.role == role]
@@ -306,8 +310,9 @@ def _summarize(state: ChannelState, roots: np.ndarray) -> list:
             members.append(Member(layer, mkey[1], int(mkey[2]), index, mkey[3],
                                   requires_zero=bool(req) and mkey[3] == "consumer"))
         group_roots = pair_root[root_first[idx]]
+        unit = state.units.get(int(group_roots[0]), "channel") if state.units else "channel"
         result.append((min(mids), ChannelGroup(0, len(idx), members, reason is None, reason,
-                                               group_roots.astype(np.int64))))
+                                               group_roots.astype(np.int64), unit)))
     result.sort(key=lambda fg: (fg[0], int(fg[1].roots[0])))
     out = []
     for i, (_, g) in enumerate(result):

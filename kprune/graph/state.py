@@ -40,12 +40,18 @@ class ChannelState:
         self.parent: list[int] = []
         self.reasons: dict[int, str] = {}
         self.producers: set[int] = set()
+        self.units: dict[int, str] = {}
         self.touches: list[Touch] = []
 
-    def fresh(self, n: int, reason: str | None = None, producer: bool = False) -> np.ndarray:
+    def fresh(self, n: int, reason: str | None = None, producer: bool = False, unit: str = "channel") -> np.ndarray:
+        """``n`` new labels; ``unit`` names what one label is (``"channel"``, or ``"head"`` for
+        attention heads, which are pruned only with ``granularity: head``)."""
         start = len(self.parent)
         self.parent.extend(range(start, start + n))
         labels = np.arange(start, start + n, dtype=np.int64)
+        if unit != "channel":
+            for i in range(start, start + n):
+                self.units[i] = unit
         if reason is not None:
             for i in range(start, start + n):
                 self.reasons[i] = reason

@@ -22,7 +22,7 @@ from kprune.errors import GraphError, require_finite
 from kprune.graph.analysis import analyze
 from kprune.graph.masks import channel_mask_from_weights, masked_value
 from kprune.graph.layers import Sizes, rule_for
-from kprune.graph.walk import fill_in, flat_outputs, unwrap
+from kprune.graph.walk import fill_in, flat_outputs, unwrap, weight_at
 
 L = keras.layers
 
@@ -67,15 +67,17 @@ def _kept_count(analysis, removed, key) -> int:
     return int(np.sum(~np.isin(analysis.roots[labels], removed)))
 
 
-def _new_config(call, layer, analysis, removed) -> dict:
+def _new_config(call, layer, analysis, removed, deletions) -> dict:
     out_n = _kept_count(analysis, removed, call.out_keys[0]) if call.out_keys else None
     in_n = _kept_count(analysis, removed, call.in_keys[0]) if call.in_keys else None
     orig_in = len(analysis.infos[call.in_keys[0]].labels) if call.in_keys else None
     orig_out = len(analysis.infos[call.out_keys[0]].labels) if call.out_keys else None
-    return rule_for(layer).resize(layer, layer.get_config(), Sizes(in_n, out_n, orig_in, orig_out, call))
+    removed_positions = {w: axes for (lid, w), axes in deletions.items() if lid == id(layer)}
+    sizes = Sizes(in_n, out_n, orig_in, orig_out, call, removed_positions)
+    return rule_for(layer).resize(layer, layer.get_config(), sizes)
 
 
-def _rebuild_op(call, analysis, removed, used_names: set):
+def _rebuild_op(call, analysis, removed, deletions, used_names: set):
     op = call.op
     layer = unwrap(op)
     if not isinstance(layer, keras.layers.Layer):
@@ -83,7 +85,7 @@ def _rebuild_op(call, analysis, removed, used_names: set):
             return layer.__class__.from_config(layer.get_config())
         except Exception:  # noqa: BLE001 - stateless operations can be reused as they are
             return layer
-    cfg = _new_config(call, layer, analysis, removed)
+    cfg = _new_config(call, layer, analysis, removed, deletions)
     base, n = cfg.get("name", layer.name), 1
     while cfg.get("name", base) in used_names:
         cfg["name"] = f"{base}_{n}"
@@ -103,10 +105,10 @@ def _copy_weights(old_op, new_layer, deletions: dict) -> None:
     attrs, masked = {}, {}
     for (lid, weight) in deletions:
         if lid == id(old_layer):
-            attrs[id(getattr(old_layer, weight))] = weight
+            attrs[id(weight_at(old_layer, weight))] = weight
     if old_layer is not old_op:  # kprune wrapper: bake its masks in, as strip() does
         for weight in old_op.masks:
-            masked[id(getattr(old_layer, weight))] = weight
+            masked[id(weight_at(old_layer, weight))] = weight
     old_w, new_w = old_layer.weights, new_layer.weights
     if len(old_w) != len(new_w):
         raise GraphError(
@@ -160,7 +162,7 @@ def compact(model, min_channels: int = 1) -> keras.Model:
     for call in flat.calls:
         new = new_ops.get(id(call.op))
         if new is None:
-            new = _rebuild_op(call, analysis, removed, used_names)
+            new = _rebuild_op(call, analysis, removed, deletions, used_names)
             new_ops[id(call.op)] = new
             if isinstance(new, keras.layers.Layer):
                 pairs.append((call.op, new))

@@ -195,6 +195,14 @@ def unwrap(op):
     return op.layer if isinstance(op, MaskedLayer) else op
 
 
+def weight_at(layer, path: str):
+    """The variable at attribute ``path`` of ``layer`` (``"kernel"``, or a dotted path into a
+    sublayer such as ``"_query_dense.kernel"``)."""
+    for part in path.split("."):
+        layer = getattr(layer, part)
+    return layer
+
+
 def fill_in(call: Call, values: dict):
     """Return ``(args, kwargs)`` of ``call`` with tensors replaced from ``values`` (by key)."""
     tensor_dict = {id(t): values[k] for t, k in zip(call.in_tensors, call.in_keys)}

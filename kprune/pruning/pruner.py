@@ -112,7 +112,7 @@ class Pruner:
         """
         changed = 0
         for job in self.jobs():
-            if job.kind == "filter":
+            if job.kind in ("filter", "head"):
                 changed += job.criterion.install([g for g, _ in job.units], self.plan)
         return changed
 
@@ -291,13 +291,13 @@ class Pruner:
             kind, params = granularity.parse(gran)
             crit.check(kind, crit.scope or members[0].spec["scope"], f"prune.config_list[{entry}].granularity")
             job = Job(entry, kind, params, crit, members)
-            if kind == "filter":
-                job.units = self.updaters["filter"].units(members)
+            if kind in ("filter", "head"):
+                job.units = self.updaters["filter"].units(members, "head" if kind == "head" else "channel")
             jobs.append(job)
         return jobs
 
     def _updater(self, job):
-        return self.updaters["filter" if job.kind == "filter" else "layer"]
+        return self.updaters["filter" if job.kind in ("filter", "head") else "layer"]
 
     # -- the model ---------------------------------------------------------------------------
     def groups(self):

@@ -3,7 +3,8 @@
 A mask update groups the selected wrappers by ``config_list`` entry into :class:`Job`\\ s. Each
 job is served by one updater:
 
-* :class:`FilterUpdater` — ``filter`` granularity: the channel groups the selected layers
+* :class:`FilterUpdater` — ``filter`` and ``head`` granularities: the channel (or attention
+  head) groups the selected layers
   produce are scored as a whole (every producer kernel of a group, summed with
   ``prune.aggregate``), allocated layerwise or globally, and masked across the group
   (producers, followers such as BatchNorm, consumers' input channels);
@@ -64,6 +65,12 @@ class Job:
         return crit.scope == "global" or (spec["scope"] == "global" and spec.get("total_sparsity") is not None)
 
 
+def _main_kernel(weight: str) -> bool:
+    """Whether a producer weight is a kernel a criterion scores (``kernel``, ``pointwise_kernel``,
+    or a sublayer's kernel such as an attention head's ``_query_dense.kernel``)."""
+    return weight.rsplit(".", 1)[-1] in MAIN_KERNELS
+
+
 def is_bn_gamma(member) -> bool:
     """Whether a group member is the scale (gamma) of a BatchNormalization."""
     return member.weight == "gamma" and type(member.inner).__name__ == "BatchNormalization"
@@ -94,8 +101,12 @@ class FilterUpdater:
     def __init__(self, pruner):
         self.pruner = pruner
 
-    def units(self, members) -> list:
+    def units(self, members, unit: str = "channel") -> list:
         """``[(group, selected producer wrappers)]`` for the groups these wrappers produce.
+
+        Args:
+            members: the selected wrappers.
+            unit: ``"channel"`` (filter granularity) or ``"head"`` (attention heads).
 
         Selected layers whose group cannot be pruned are recorded in ``pruner.skipped`` with
         the reason.
@@ -103,7 +114,14 @@ class FilterUpdater:
         p = self.pruner
         names = {w.name for w in members}
         units = []
+        if unit == "head":
+            with_heads = {m.layer.name for g in p.groups() if g.unit == "head" for m in g.members}
+            for n in sorted(names - with_heads):
+                p.skipped[n] = ("has no attention heads (granularity: head prunes MultiHeadAttention and "
+                                "GroupQueryAttention layers)")
         for g in p.groups():
+            if g.unit != unit:
+                continue
             producers = {m.layer.name for m in g.members if m.role == "producer"}
             chosen = producers & names
             if not chosen:
@@ -133,7 +151,7 @@ class FilterUpdater:
     def scored_layers(job) -> list:
         """``(layer name, weight)`` pairs the job's criterion scores: every producer kernel."""
         return [(m.layer.name, m.weight) for g, _ in job.units for m in g.members
-                if m.role == "producer" and m.weight in MAIN_KERNELS]
+                if m.role == "producer" and _main_kernel(m.weight)]
 
     def _scores(self, group, crit, stats):
         """Per-channel scores, costs and already-pruned (frozen) flags of one group."""
@@ -141,7 +159,7 @@ class FilterUpdater:
         vectors, costs, frozen = [], np.zeros(group.size), np.ones(group.size, dtype=bool)
         gammas = [m for m in group.members if is_bn_gamma(m)]
         for m in group.members:
-            if m.role != "producer" or m.weight not in MAIN_KERNELS:
+            if m.role != "producer" or not _main_kernel(m.weight):
                 continue
             value = require_finite(np.asarray(p.variable(m.layer.name, m.weight).numpy()), m.layer.name,
                                    m.weight, "scored")

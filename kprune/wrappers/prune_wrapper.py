@@ -137,8 +137,9 @@ class PruneWrapper(MaskedLayer, keras.layers.Wrapper):
             self.layer.build(input_shape)
         self.masks = {}
         for attr, var in weight_attributes(self.layer).items():
+            # a sublayer's weight has a dotted attribute path ("_query_dense.kernel")
             self.masks[attr] = self.add_weight(
-                name=f"{attr}_mask", shape=tuple(var.shape), initializer="ones",
+                name=f"{attr.strip('_').replace('.', '_')}_mask", shape=tuple(var.shape), initializer="ones",
                 trainable=False, dtype=var.dtype)
         self.pruning_step = self.add_weight(name="pruning_step", shape=(), initializer="zeros",
                                             trainable=False, dtype="int64")
@@ -192,12 +193,24 @@ class PruneWrapper(MaskedLayer, keras.layers.Wrapper):
             self.pruning_step.assign(int(pruner.step))
         super().save_own_variables(store)
 
-    def call(self, inputs, training=None):
+    def call(self, inputs, *args, training=None, **kwargs):
+        # further arguments reach the wrapped layer as they came (attention: value, key, masks)
         if training is True and self.spec and self._pruner is None and not _STATISTICS_ONLY[0]:
             _no_pruner(self.name)  # a Python check when the train step is traced: free per step
         if self._call_has_training:
-            return self.layer(inputs, training=training)
-        return self.layer(inputs)
+            return self.layer(inputs, *args, training=training, **kwargs)
+        return self.layer(inputs, *args, **kwargs)
+
+    def get_build_config(self):
+        # the wrapped layer's own build config (an attention layer is built from several shapes)
+        return {"layer": self.layer.get_build_config()}
+
+    def build_from_config(self, config):
+        if "layer" not in config:  # files written before the wrapper saved its layer's config
+            return super().build_from_config(config)
+        if not self.layer.built and config["layer"]:
+            self.layer.build_from_config(config["layer"])
+        self.build()
 
     def compute_output_spec(self, *args, **kwargs):
         # the wrapped layer's own spec: its compute_output_shape when it has one, else a

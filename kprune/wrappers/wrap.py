@@ -50,6 +50,16 @@ def _fresh(layer):
     return layer.__class__.from_config(layer.get_config())
 
 
+def _built_copy(layer):
+    """A fresh copy of ``layer``, built as the original was (a layer called on several inputs,
+    such as attention, is built from all their shapes, which a wrapper's build cannot give)."""
+    new = _fresh(layer)
+    config = layer.get_build_config() if layer.built else None
+    if config and not new.built:
+        new.build_from_config(config)
+    return new
+
+
 def _clone(model, make):
     """Clones ``model`` with ``make(layer) -> new layer`` and copies weights old -> new."""
     pairs = []
@@ -163,9 +173,9 @@ def wrap(model, recipe=None, soft: bool = False, **keywords):
 
     def make(layer):
         if layer.name in specs:
-            return PruneWrapper(_fresh(layer), spec=specs[layer.name], plan=plan, soft=soft)
+            return PruneWrapper(_built_copy(layer), spec=specs[layer.name], plan=plan, soft=soft)
         if layer.name in passive and weight_attributes(layer):
-            return PruneWrapper(_fresh(layer), spec=None, plan=plan, soft=soft)
+            return PruneWrapper(_built_copy(layer), spec=None, plan=plan, soft=soft)
         return _fresh(layer)
 
     return _clone(model, make)

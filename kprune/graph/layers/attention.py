@@ -1,11 +1,14 @@
-"""Products of activations: ``Dot`` and ``MultiHeadAttention`` (counting; their channels are
-derived by running them or, with weights, reported unprunable)."""
+"""Products of activations: ``Dot`` (counted; its channels are derived by running it) and
+attention — ``MultiHeadAttention`` and ``GroupQueryAttention`` — whose heads are prunable units
+(``granularity: head``) and whose input and output channels follow its projections."""
 
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 from kprune.graph.layers.base import LayerRule, elements, prod, register
+from kprune.graph.state import TInfo
 
 L = keras.layers
 
@@ -19,11 +22,102 @@ class DotRule(LayerRule):
         return [(None, prod(out_shapes[0][1:], layer, "output") * prod([contracted], layer, "contracted"), 1)]
 
 
-class MultiHeadAttentionRule(LayerRule):
-    """``MultiHeadAttention``: its four projections (query/output: query positions; key/value:
-    key/value positions) plus the weightless ``heads × Tq × Tk × key_dim`` scores and
-    ``heads × Tq × Tv × value_dim`` context products. Positions are all axes between batch and
-    features (the default ``attention_axes``)."""
+def _tensor_args(call) -> dict:
+    """``{role: KerasTensor}`` of an attention call: query, value, key and the masks."""
+    args, kwargs = call.node.arguments.args, call.node.arguments.kwargs
+    named = dict(zip(("query", "value", "key"), args))
+    named.update(kwargs)
+    return {k: v for k, v in named.items() if isinstance(v, keras.KerasTensor)}
+
+
+class AttentionRule(LayerRule):
+    """Heads of ``MultiHeadAttention`` and ``GroupQueryAttention``.
+
+    **Channels.** The query input is read by the query projection's input axis, the key and
+    value inputs by theirs; the output channels are produced by the output projection and its
+    bias. **Heads** are units of their own (``granularity: head``): a head is its query, key
+    and value kernel and bias slices (producers) and its slice of the output projection
+    (consumer), so a pruned head contributes exactly zero. For grouped-query attention the unit
+    is one key/value head with the ``num_query_heads / num_key_value_heads`` query heads that
+    share it, so the group structure stays valid. ``compact`` rebuilds the layer with fewer
+    heads (``num_heads``; ``num_query_heads`` and ``num_key_value_heads``). Attention masks are
+    read as they are (their channels are not pruned); a gated attention (``use_gate``) is not
+    analysed (reported with the reason).
+
+    **Counting.** Its four projections (query/output: query positions; key/value: key/value
+    positions) plus the weightless ``heads × Tq × Tk × head_dim`` scores and
+    ``heads × Tq × Tv × head_dim`` context products; positions are all axes between batch and
+    features (the default ``attention_axes``).
+    """
+
+    prunable = True
+    kernels = ()  # heads are pruned whole (granularity: head), never weight by weight
+
+    @staticmethod
+    def _dense(layer, role):
+        return getattr(layer, f"_{role}_dense")
+
+    @staticmethod
+    def heads(layer) -> tuple:
+        """``(units, query heads per unit, query heads, key/value heads, key_dim, value_dim)``."""
+        if isinstance(layer, L.GroupQueryAttention):
+            kv, q, d = layer.num_key_value_heads, layer.num_query_heads, layer.head_dim
+            return kv, q // kv, q, kv, d, d
+        n = layer.num_heads
+        return n, 1, n, n, layer.key_dim, layer.value_dim or layer.key_dim
+
+    def channels(self, ctx):
+        layer, call = ctx.layer, ctx.call
+        if getattr(layer, "_use_gate", False) or getattr(layer, "use_gate", False):
+            reason = f"{ctx.what} is a gated attention (use_gate=True), which kprune does not analyse"
+            heads = ctx.state.fresh(self.heads(layer)[0], producer=True, unit="head", reason=reason)
+            ctx.state.touch(heads, ctx.op, "_key_dense.kernel", 1, "producer")  # the heads, unprunable
+            return ctx.unknown(f"passes through {reason}")
+        info = {id(t): i for t, i in zip(call.in_tensors, ctx.infos)}
+        named = _tensor_args(call)
+        for role, tensor in named.items():
+            if role not in ("query", "value", "key"):
+                ctx.block(info[id(tensor)].labels, f"{role} of {ctx.what}")
+        value = named["value"]
+        for role, tensor in (("query", named["query"]), ("key", named.get("key", value)), ("value", value)):
+            ctx.consumer(f"_{role}_dense.kernel", 0, info=info[id(tensor)])
+        units, per = self.heads(layer)[:2]
+        heads = ctx.state.fresh(units, producer=True, unit="head")
+        q_heads = np.repeat(heads, per)
+        for role, labels in (("query", q_heads), ("key", heads), ("value", heads)):
+            ctx.state.touch(labels, ctx.op, f"_{role}_dense.kernel", 1, "producer")
+            if self._dense(layer, role).bias is not None:
+                ctx.state.touch(labels, ctx.op, f"_{role}_dense.bias", 0, "producer")
+        ctx.state.touch(q_heads, ctx.op, "_output_dense.kernel", 0, "consumer")
+        n = int(call.out_tensors[0].shape[-1])
+        out = ctx.state.fresh(n, producer=True)
+        ctx.state.touch(out, ctx.op, "_output_dense.kernel", 2, "producer")
+        if self._dense(layer, "output").bias is not None:
+            ctx.state.touch(out, ctx.op, "_output_dense.bias", 0, "producer")
+        outs = [TInfo(out, np.ones(n, bool))]
+        if len(call.out_tensors) > 1:  # the attention scores: their last axis is key positions
+            outs += ctx.opaque(f"attention scores of {ctx.what}")[1:]
+        return outs
+
+    def masked_weights(self, layer) -> dict:
+        out = {}
+        for role in ("query", "key", "value", "output"):
+            dense = self._dense(layer, role)
+            out[f"_{role}_dense.kernel"] = dense.kernel
+            if dense.bias is not None:
+                out[f"_{role}_dense.bias"] = dense.bias
+        return out
+
+    def resize(self, layer, config, sizes):
+        units, per, _, kv_heads, _, _ = self.heads(layer)
+        kept = sizes.kept("_key_dense.kernel", 1, kv_heads)
+        if isinstance(layer, L.GroupQueryAttention):
+            config = {**config, "num_key_value_heads": kept, "num_query_heads": kept * per}
+        else:
+            config = {**config, "num_heads": kept}
+        if sizes.out_n != sizes.orig_out:
+            config["output_shape"] = sizes.out_n
+        return config
 
     def input_shapes(self, layer, args, kwargs):
         named = dict(zip(("query", "value", "key"), args))
@@ -34,25 +128,26 @@ class MultiHeadAttentionRule(LayerRule):
 
     def macs(self, layer, in_shapes, out_shapes):
         q, v, k = (prod(s[1:-1], layer, "sequence") for s in in_shapes)
-        heads, key_dim, value_dim = layer.num_heads, layer.key_dim, layer.value_dim
+        _, _, q_heads, _, key_dim, value_dim = self.heads(layer)
         return [
-            (layer.query_dense.kernel, None, q),
-            (layer.key_dense.kernel, None, k),
-            (layer.value_dense.kernel, None, v),
-            (None, heads * q * k * key_dim, 1),
-            (None, heads * q * v * value_dim, 1),
-            (layer.output_dense.kernel, None, q),
+            (self._dense(layer, "query").kernel, None, q),
+            (self._dense(layer, "key").kernel, None, k),
+            (self._dense(layer, "value").kernel, None, v),
+            (None, q_heads * q * k * key_dim, 1),
+            (None, q_heads * q * v * value_dim, 1),
+            (self._dense(layer, "output").kernel, None, q),
         ]
 
     def ops(self, layer, in_shapes, out_shapes):
         out_shapes = out_shapes[:1]  # not the optional attention scores
         q, v, k = (prod(s[1:-1], layer, "sequence") for s in in_shapes)
-        heads, key_dim, value_dim = layer.num_heads, layer.key_dim, layer.value_dim
-        n = heads * q * k + q * heads * key_dim  # softmax over scores, query scaling
-        if layer.query_dense.bias is not None:
-            n += heads * (q * key_dim + k * key_dim + v * value_dim) + elements(out_shapes, layer)
+        _, _, q_heads, kv_heads, key_dim, value_dim = self.heads(layer)
+        n = q_heads * q * k + q * q_heads * key_dim  # softmax over scores, query scaling
+        if self._dense(layer, "query").bias is not None:
+            n += q_heads * q * key_dim + kv_heads * (k * key_dim + v * value_dim) + elements(out_shapes, layer)
         return n
 
 
 register(L.Dot, DotRule())
-register(L.MultiHeadAttention, MultiHeadAttentionRule())
+register(L.MultiHeadAttention, AttentionRule())
+register(L.GroupQueryAttention, AttentionRule())

@@ -290,8 +290,13 @@ class Sizes:
         call: the :class:`~kprune.graph.walk.Call` (shapes of its tensors).
     """
 
-    def __init__(self, in_n, out_n, orig_in, orig_out, call):
+    def __init__(self, in_n, out_n, orig_in, orig_out, call, removed_positions=None):
         self.in_n, self.out_n, self.orig_in, self.orig_out, self.call = in_n, out_n, orig_in, orig_out, call
+        self._removed = removed_positions or {}
+
+    def kept(self, weight: str, axis: int, size: int) -> int:
+        """How many of the ``size`` positions along ``axis`` of ``weight`` stay (heads, groups)."""
+        return size - len(self._removed.get(weight, {}).get(axis, ()))
 
 
 class LayerRule:
