@@ -206,7 +206,8 @@ def inspect(model, input_shape, num_classes, recipe_path):
         prods = sorted({mm.layer.name for mm in g.members if mm.role == "producer"})
         others = sorted({mm.layer.name for mm in g.members if mm.role != "producer"})
         status = "prunable" if g.prunable else f"not prunable: {g.reason}"
-        click.echo(f"  #{g.id:<3d} {g.size:5d} ch  producers={prods}  coupled={others[:6]}"
+        unit = "heads" if g.unit == "head" else "ch"
+        click.echo(f"  #{g.id:<3d} {g.size:5d} {unit:5s} producers={prods}  coupled={others[:6]}"
                    f"{' ...' if len(others) > 6 else ''}  [{status}]")
     if recipe_path:
         from kprune.config.recipe import Recipe

@@ -138,3 +138,15 @@ def test_gated_attention_is_refused_with_the_reason():
     pruner = kprune.Pruner(kprune.wrap(_block("mha", use_gate=True), recipe))
     pruner.prune_now()
     assert "use_gate" in pruner.skipped["att"]
+
+
+def test_inspect_lists_head_groups_and_mlp_groups_with_their_sizes(tmp_path):
+    from click.testing import CliRunner
+
+    from kprune.cli.main import cli
+    path = os.path.join(tmp_path, "block.keras")
+    _block("gqa").save(path)
+    out = CliRunner().invoke(cli, ["inspect", path])
+    assert out.exit_code == 0, out.output
+    assert "    2 heads producers=['att']" in out.output  # two key/value groups
+    assert "   32 ch    producers=['mlp_up']" in out.output
