@@ -150,3 +150,26 @@ def test_inspect_lists_head_groups_and_mlp_groups_with_their_sizes(tmp_path):
     assert out.exit_code == 0, out.output
     assert "    2 heads producers=['att']" in out.output  # two key/value groups
     assert "   32 ch    producers=['mlp_up']" in out.output
+
+
+@pytest.mark.parametrize("einsum", [False, True])
+def test_gated_mlp_units_are_one_group_and_compact_exactly(einsum):
+    x = keras.Input((6, 16))
+    if einsum:
+        gate = L.EinsumDense("abc,cd->abd", output_shape=(None, 24), activation="silu", name="gate")(x)
+        up = L.EinsumDense("abc,cd->abd", output_shape=(None, 24), name="up")(x)
+        down = L.EinsumDense("abc,cd->abd", output_shape=(None, 16), name="down")
+    else:
+        gate = L.Dense(24, activation="silu", name="gate")(x)
+        up = L.Dense(24, name="up")(x)
+        down = L.Dense(16, name="down")
+    y = L.LayerNormalization(name="ln")(x + down(gate * up))
+    model = keras.Model(x, L.Dense(3, name="logits")(L.GlobalAveragePooling1D()(y)))
+    g = next(g for g in kprune.groups(model) if "up" in g.layer_names("producer"))
+    assert g.prunable and set(g.layer_names("producer")) == {"gate", "up"} and g.size == 24
+    recipe = {"prune": {"criterion": "l1", "granularity": "filter",
+                        "config_list": [{"op_names": ["up"], "sparsity": 0.5}]}}
+    wrapped, xs, pruner = _fit(model, {"prune": {**recipe["prune"], "schedule": {"name": "oneshot"}}})
+    small = kprune.compact(wrapped)
+    assert int(small.get_layer("up").kernel.shape[-1]) == 12 and int(small.get_layer("gate").kernel.shape[-1]) == 12
+    np.testing.assert_allclose(small(xs, training=False), wrapped(xs, training=False), rtol=1e-5, atol=1e-5)
