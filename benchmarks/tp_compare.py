@@ -122,6 +122,36 @@ def keras_trainer(model, momentum: float, nesterov: bool, weight_decay: float):
     return step
 
 
+def check_trainer() -> float:
+    """Asserts that :func:`keras_trainer` takes PyTorch's SGD steps (torch.optim.SGD's documented
+    update, in NumPy) on a small Dense model: three steps, Nesterov and plain momentum, with
+    weight decay. Returns the largest absolute difference."""
+    import keras
+    import tensorflow as tf
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 5)).astype("float32"), rng.integers(0, 3, 8)
+    worst = 0.0
+    for nesterov in (True, False):
+        model = keras.Sequential([keras.Input((5,)), keras.layers.Dense(3)])
+        w = [np.asarray(v, dtype=np.float64) for v in model.get_weights()]
+        buf = [np.zeros_like(a) for a in w]
+        step = keras_trainer(model, 0.9, nesterov, 5e-4)
+        for lr in (0.05, 0.04, 0.03):
+            logits = x @ w[0] + w[1]
+            p = np.exp(logits - logits.max(1, keepdims=True))
+            p /= p.sum(1, keepdims=True)
+            d = (p - np.eye(3)[y]) / len(x)  # d mean cross-entropy / d logits
+            grads = [x.T @ d, d.sum(0)]
+            for i, g in enumerate(grads):
+                g = g + 5e-4 * w[i]
+                buf[i] = 0.9 * buf[i] + g
+                w[i] = w[i] - lr * (g + 0.9 * buf[i] if nesterov else buf[i])
+            step(tf.constant(x), tf.constant(y), tf.constant(lr, tf.float32))
+        worst = max(worst, max(float(np.abs(a - b).max()) for a, b in zip(model.get_weights(), w)))
+    assert worst < 1e-5, f"the TensorFlow loop does not take PyTorch's SGD steps (max difference {worst})"
+    return worst
+
+
 def keras_train(model, x, y, args, seed, phase, epochs, lr, nesterov, weight_decay) -> list:
     """Train ``model`` in place; returns the seconds of each epoch."""
     import tensorflow as tf
@@ -261,6 +291,8 @@ def torch_side(seed: int, args, data, init: str) -> dict:
     if train:
         sec = torch_train(model, xtr, ytr, args, seed, "train", args.epochs, args.lr, True, args.weight_decay)
         out["dense"] = {"accuracy": accuracy(model, xte, yte), "epoch_seconds": sec, "macs": tp_macs(model, example)}
+        print(f"seed {seed}: torch  dense {out['dense']['accuracy']:.4f} ({statistics.fmean(sec):.1f} s/epoch, "
+              f"{out['threads']} threads)", flush=True)
     calib = [(xtr[i], ytr[i]) for i in batch_order(len(xtr), args.batch_size, seed, "calib", 0)[:args.calib_batches]]
     bn = [xtr[i] for i in batch_order(len(xtr), args.batch_size, seed, "bn", 0)[:args.bn_batches]]
     for target in args.targets:
@@ -280,6 +312,7 @@ def torch_side(seed: int, args, data, init: str) -> dict:
                               False, 0.0)
             row.update(accuracy_finetuned=accuracy(pruned, xte, yte), epoch_seconds=sec)
             out["runs"].append(row)
+            print(f"seed {seed}: {target:.0%} {crit:<7} TP done ({time.perf_counter() - t:.0f} s)", flush=True)
     return out
 
 
@@ -311,9 +344,6 @@ def run_seed(seed: int, args, data, out: dict, save) -> dict:
     assert full == tside["conv_channels"], "the PyTorch mirror's layers differ from kprune's zoo model"
     out.update({"seed": seed, "trainable_params": k_params, "kprune": {}, "torch": tside["dense"],
                 "torch_threads": tside["threads"], "targets": tside["targets"], "runs": []})
-    if out["torch"]:
-        print(f"seed {seed}: torch  dense {out['torch']['accuracy']:.4f} "
-              f"({statistics.fmean(out['torch']['epoch_seconds']):.1f} s/epoch)", flush=True)
     sec = keras_train(kmodel, xtr, ytr, args, seed, "train", args.epochs, args.lr, True, args.weight_decay)
     out["kprune"] = {"accuracy": keras_accuracy(kmodel, xte, yte), "epoch_seconds": sec, "macs": kprune.count(kmodel).macs}
     print(f"seed {seed}: kprune dense {out['kprune']['accuracy']:.4f} ({statistics.fmean(sec):.1f} s/epoch, "
@@ -421,6 +451,7 @@ def main(argv=None) -> int:
     from kprune.io import atomic_write_json
 
     args = parse(argv)
+    print(f"kprune's training loop takes PyTorch's SGD steps (max weight difference {check_trainer():.1e})", flush=True)
     xtr, ytr = load_arrays("train", args.train_images)
     xte, yte = load_arrays("test", args.test_images)
     info = host()
