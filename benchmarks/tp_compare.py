@@ -271,8 +271,9 @@ def bisect_ratio(model, example, target: float, iterations: int):
 # -- one seed --------------------------------------------------------------------------------
 #
 # The PyTorch side runs in a child process that never imports TensorFlow: in one process with
-# TensorFlow, PyTorch's CPU training ran about ten times slower on this 2-core machine (42 s
-# against 4 s for the same 32 steps), which would make the seconds-per-epoch column meaningless.
+# TensorFlow, PyTorch's CPU training of the same 32 steps took 42 s on this 2-core machine,
+# against 1.7 s in its own process (smoke runs at load averages 3.8 and 1.8), which would make
+# the seconds-per-epoch column meaningless.
 
 def torch_side(seed: int, args, data, init: str) -> dict:
     """Train (if asked), find each target's ratio and channel counts, prune, recalibrate and
