@@ -7,6 +7,14 @@ and a ``width`` multiplier applied to every channel count as
 ``max(1, floor(channels * width + 0.5))`` (round half up, at least one channel;
 :func:`kprune.models.registry.scale`). Models output logits (no softmax).
 
+Zoo models follow the papers' reference (PyTorch) implementations in two details that
+change accuracy (issue 19): strided convolutions pad ``k // 2`` pixels on every side
+(``ZeroPadding2D`` + ``valid``, where Keras' ``same`` would pad only the bottom/right;
+``strided_padding="same"`` restores that), and weights are initialised as the reference
+code does (``init="reference"``; ``"torch"`` for PyTorch's layer defaults, ``"keras"`` for
+the zoo before issue 19). Each builder's docstring names its reference scheme; see
+:mod:`kprune.models.layers` and :mod:`kprune.models.initializers`.
+
 Name resolution in :func:`get`, first match wins:
 
 1. a string ending in ``.keras`` is loaded with ``keras.saving.load_model`` (safe mode);
@@ -54,7 +62,8 @@ def get(name, input_shape=(32, 32, 3), num_classes=10, width=1.0, **kwargs) -> k
             ``.keras`` files.
         num_classes: output units, default 10. Ignored for ``.keras`` files.
         width: channel multiplier, default 1.0 (``alpha`` for MobileNet applications).
-        **kwargs: extra builder arguments (e.g. ``hidden_units`` for VGG).
+        **kwargs: extra builder arguments: ``init`` (every zoo model), ``strided_padding``
+            (ResNets, MobileNetV2), ``hidden_units`` (VGG).
 
     Returns:
         A ``keras.Model``.

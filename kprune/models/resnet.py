@@ -11,6 +11,22 @@ Shortcuts use **option B** everywhere: identity when the shape is unchanged, oth
 shortcut convolutions and 40,551,040 MACs. Option B is used because a 1x1 projection is
 an ordinary layer that dependency-aware pruning can slice.
 
+Strided 3x3 convolutions pad one pixel on every side, as ``nn.Conv2d(padding=1)`` in the
+reference implementations: a ``ZeroPadding2D(1)`` layer (``stage{s}_block1_pad1``, or
+``_pad2`` in front of a bottleneck's ``conv2``) and a ``valid`` convolution. Keras' ``same``
+would pad only the bottom/right and shift the residual branch one pixel against the 1x1
+stride-2 shortcut (see :mod:`kprune.models.layers`); ``strided_padding="same"`` rebuilds
+that pre-issue-19 layout. Parameter and MAC counts are the same for both.
+
+Initialisation (``init="reference"``, the default) is torchvision's ResNet scheme, which
+fb.resnet.torch (the reproduction of He et al.'s CIFAR results) also uses for convolutions:
+convolution kernels N(0, 2/fan_out) with fan_out = out_channels·k² (``kaiming_normal_``,
+``mode="fan_out"``), BatchNorm γ = 1 and β = 0, and PyTorch's default for the classifier,
+U(±1/sqrt(fan_in)) for kernel and bias. ``init="torch"`` gives every convolution PyTorch's
+default U(±1/sqrt(fan_in)) too (the CIFAR ResNets of kuangliu/pytorch-cifar, which set no
+init); ``init="keras"`` is the pre-issue-19 zoo (``he_normal`` convolutions,
+``glorot_uniform`` classifier). See :mod:`kprune.models.initializers`.
+
 Layer names: ``conv1``/``bn1``/``relu1`` for the stem, then
 ``stage{s}_block{b}_{conv1,bn1,relu1,conv2,bn2,...,shortcut_conv,shortcut_bn,add,out}``
 with stages and blocks counted from 1, then ``avgpool`` and ``predictions``.
@@ -20,54 +36,59 @@ from __future__ import annotations
 
 import keras
 
+from kprune.models import layers as zoo_layers
+from kprune.models.initializers import check_scheme
 from kprune.models.registry import register, scale
 
 _BN = {"momentum": 0.9, "epsilon": 1e-5}
 
 
-def _conv(filters, kernel, stride, name):
-    return keras.layers.Conv2D(
-        filters, kernel, strides=stride, padding="same", use_bias=False,
-        kernel_initializer="he_normal", name=name,
-    )
+def _conv(x, filters, kernel, stride, name, opts):
+    return zoo_layers.conv2d(x, filters, kernel, stride, name, init=opts["init"],
+                             reference="kaiming_normal_fan_out", strided_padding=opts["strided_padding"],
+                             keras_kernel="he_normal")
 
 
-def _shortcut(x, out_channels, stride, prefix):
+def _shortcut(x, out_channels, stride, prefix, opts):
     if stride == 1 and x.shape[-1] == out_channels:
         return x
-    x = _conv(out_channels, 1, stride, f"{prefix}_shortcut_conv")(x)
+    x = _conv(x, out_channels, 1, stride, f"{prefix}_shortcut_conv", opts)
     return keras.layers.BatchNormalization(**_BN, name=f"{prefix}_shortcut_bn")(x)
 
 
-def basic_block(x, planes, stride, prefix):
-    """Two 3x3 conv-BN pairs and a shortcut; output channels ``planes``."""
-    shortcut = _shortcut(x, planes, stride, prefix)
-    y = _conv(planes, 3, stride, f"{prefix}_conv1")(x)
+def basic_block(x, planes, stride, prefix, opts):
+    """Two 3x3 conv-BN pairs and a shortcut; output channels ``planes``.
+
+    ``opts`` is ``{"init": ..., "strided_padding": ...}`` (see :func:`cifar_resnet`).
+    """
+    shortcut = _shortcut(x, planes, stride, prefix, opts)
+    y = _conv(x, planes, 3, stride, f"{prefix}_conv1", opts)
     y = keras.layers.BatchNormalization(**_BN, name=f"{prefix}_bn1")(y)
     y = keras.layers.ReLU(name=f"{prefix}_relu1")(y)
-    y = _conv(planes, 3, 1, f"{prefix}_conv2")(y)
+    y = _conv(y, planes, 3, 1, f"{prefix}_conv2", opts)
     y = keras.layers.BatchNormalization(**_BN, name=f"{prefix}_bn2")(y)
     y = keras.layers.Add(name=f"{prefix}_add")([y, shortcut])
     return keras.layers.ReLU(name=f"{prefix}_out")(y)
 
 
-def bottleneck_block(x, planes, stride, prefix, expansion=4):
-    """1x1 → 3x3 (strided) → 1x1 (``expansion * planes``) with a shortcut."""
+def bottleneck_block(x, planes, stride, prefix, opts, expansion=4):
+    """1x1 → 3x3 (strided) → 1x1 (``expansion * planes``) with a shortcut; ``opts`` as :func:`basic_block`."""
     out_channels = expansion * planes
-    shortcut = _shortcut(x, out_channels, stride, prefix)
-    y = _conv(planes, 1, 1, f"{prefix}_conv1")(x)
+    shortcut = _shortcut(x, out_channels, stride, prefix, opts)
+    y = _conv(x, planes, 1, 1, f"{prefix}_conv1", opts)
     y = keras.layers.BatchNormalization(**_BN, name=f"{prefix}_bn1")(y)
     y = keras.layers.ReLU(name=f"{prefix}_relu1")(y)
-    y = _conv(planes, 3, stride, f"{prefix}_conv2")(y)
+    y = _conv(y, planes, 3, stride, f"{prefix}_conv2", opts)
     y = keras.layers.BatchNormalization(**_BN, name=f"{prefix}_bn2")(y)
     y = keras.layers.ReLU(name=f"{prefix}_relu2")(y)
-    y = _conv(out_channels, 1, 1, f"{prefix}_conv3")(y)
+    y = _conv(y, out_channels, 1, 1, f"{prefix}_conv3", opts)
     y = keras.layers.BatchNormalization(**_BN, name=f"{prefix}_bn3")(y)
     y = keras.layers.Add(name=f"{prefix}_add")([y, shortcut])
     return keras.layers.ReLU(name=f"{prefix}_out")(y)
 
 
-def cifar_resnet(block, blocks_per_stage, planes, input_shape, num_classes, width, name):
+def cifar_resnet(block, blocks_per_stage, planes, input_shape, num_classes, width, name,
+                 init="reference", strided_padding="symmetric"):
     """Build a CIFAR ResNet.
 
     Args:
@@ -80,6 +101,10 @@ def cifar_resnet(block, blocks_per_stage, planes, input_shape, num_classes, widt
         num_classes: output units.
         width: multiplier on every channel count (stem, planes, expansions).
         name: model name.
+        init: ``"reference"`` (default: torchvision's scheme), ``"torch"`` or ``"keras"``;
+            see the module docstring.
+        strided_padding: ``"symmetric"`` (default, PyTorch's ``padding=1``) or ``"same"``
+            (Keras' bottom/right padding, the zoo before issue 19).
 
     Returns:
         A functional ``keras.Model`` (logits).
@@ -88,43 +113,48 @@ def cifar_resnet(block, blocks_per_stage, planes, input_shape, num_classes, widt
         >>> m = cifar_resnet("basic", (3, 3, 3), (16, 32, 64), (32, 32, 3), 10, 1.0, "resnet20")
     """
     fn = basic_block if block == "basic" else bottleneck_block
+    opts = {"init": check_scheme(init), "strided_padding": zoo_layers.check_padding(strided_padding)}
     inputs = keras.Input(shape=tuple(input_shape), name="input")
-    x = _conv(scale(planes[0], width), 3, 1, "conv1")(inputs)
+    x = _conv(inputs, scale(planes[0], width), 3, 1, "conv1", opts)
     x = keras.layers.BatchNormalization(**_BN, name="bn1")(x)
     x = keras.layers.ReLU(name="relu1")(x)
     for s, (n, p) in enumerate(zip(blocks_per_stage, planes), start=1):
         for b in range(1, n + 1):
             stride = 2 if (s > 1 and b == 1) else 1
-            x = fn(x, scale(p, width), stride, f"stage{s}_block{b}")
+            x = fn(x, scale(p, width), stride, f"stage{s}_block{b}", opts)
     x = keras.layers.GlobalAveragePooling2D(name="avgpool")(x)
-    outputs = keras.layers.Dense(num_classes, name="predictions")(x)
+    outputs = zoo_layers.dense(x, num_classes, "predictions", init=opts["init"], reference="torch_default")
     return keras.Model(inputs, outputs, name=name)
 
 
 @register("resnet20")
-def resnet20(input_shape=(32, 32, 3), num_classes=10, width=1.0):
+def resnet20(input_shape=(32, 32, 3), num_classes=10, width=1.0, init="reference", strided_padding="symmetric"):
     """CIFAR ResNet-20: 3 stages (16/32/64) of 3 BasicBlocks, option-B shortcuts.
 
     Example:
         >>> resnet20().count_params()  # 272,474 trainable + 1,568 BN statistics
         274042
     """
-    return cifar_resnet("basic", (3, 3, 3), (16, 32, 64), input_shape, num_classes, width, "resnet20")
+    return cifar_resnet("basic", (3, 3, 3), (16, 32, 64), input_shape, num_classes, width, "resnet20",
+                        init, strided_padding)
 
 
 @register("resnet56")
-def resnet56(input_shape=(32, 32, 3), num_classes=10, width=1.0):
+def resnet56(input_shape=(32, 32, 3), num_classes=10, width=1.0, init="reference", strided_padding="symmetric"):
     """CIFAR ResNet-56: 3 stages (16/32/64) of 9 BasicBlocks, option-B shortcuts."""
-    return cifar_resnet("basic", (9, 9, 9), (16, 32, 64), input_shape, num_classes, width, "resnet56")
+    return cifar_resnet("basic", (9, 9, 9), (16, 32, 64), input_shape, num_classes, width, "resnet56",
+                        init, strided_padding)
 
 
 @register("resnet18")
-def resnet18(input_shape=(32, 32, 3), num_classes=10, width=1.0):
+def resnet18(input_shape=(32, 32, 3), num_classes=10, width=1.0, init="reference", strided_padding="symmetric"):
     """CIFAR ResNet-18: 4 stages (64/128/256/512) of 2 BasicBlocks, 3x3 stem, no max-pool."""
-    return cifar_resnet("basic", (2, 2, 2, 2), (64, 128, 256, 512), input_shape, num_classes, width, "resnet18")
+    return cifar_resnet("basic", (2, 2, 2, 2), (64, 128, 256, 512), input_shape, num_classes, width, "resnet18",
+                        init, strided_padding)
 
 
 @register("resnet50")
-def resnet50(input_shape=(32, 32, 3), num_classes=10, width=1.0):
+def resnet50(input_shape=(32, 32, 3), num_classes=10, width=1.0, init="reference", strided_padding="symmetric"):
     """CIFAR ResNet-50: 4 stages (64/128/256/512 planes, x4 expansion) of 3/4/6/3 Bottlenecks."""
-    return cifar_resnet("bottleneck", (3, 4, 6, 3), (64, 128, 256, 512), input_shape, num_classes, width, "resnet50")
+    return cifar_resnet("bottleneck", (3, 4, 6, 3), (64, 128, 256, 512), input_shape, num_classes, width, "resnet50",
+                        init, strided_padding)
