@@ -354,9 +354,14 @@ def check_selection(model, recipe) -> dict:
     pruner.jobs()
     selected = [w.name for w in pruner.active]
     skipped = {n: pruner.skipped[n] for n in selected if n in pruner.skipped}
+    require_something_pruned(selected, skipped)
+    return {"selected": selected, "skipped": skipped}
+
+
+def require_something_pruned(selected, skipped: dict, verb: str = "would be") -> None:
+    """Raises a :class:`KPruneError` naming each layer and reason when every selected layer is skipped."""
     if selected and set(skipped) >= set(selected):
         reasons = "; ".join(f"`{n}`: {why}" for n, why in sorted(skipped.items()))
-        raise KPruneError(f"nothing can be pruned: every layer the recipe selects would be skipped. Received: "
+        raise KPruneError(f"nothing can be pruned: every layer the recipe selects {verb} skipped. Received: "
                           f"{reasons}. Select other layers in prune.config_list (kprune-cli inspect MODEL "
                           "--recipe RECIPE lists them with the reasons), or use granularity: weight.")
-    return {"selected": selected, "skipped": skipped}

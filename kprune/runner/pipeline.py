@@ -333,13 +333,8 @@ def _preflight(r: Run, model, verbose) -> None:
 def _check_skipped(skipped: dict, model) -> dict:
     """Returns ``skipped``; raises when it holds every selected layer (nothing could be pruned)."""
     import kprune
-    from kprune.errors import KPruneError
-    selected = {w.name for w in kprune.wrappers.find_wrappers(model) if w.spec}
-    if selected and set(skipped) >= selected:
-        reasons = "; ".join(f"`{n}`: {why}" for n, why in sorted(skipped.items()))
-        raise KPruneError(f"nothing can be pruned: every layer the recipe selects was skipped. Received: {reasons}. "
-                          "Select other layers in prune.config_list (kprune-cli inspect lists the prunable "
-                          "ones), or use granularity: weight.")
+    from kprune.pruning.pruner import require_something_pruned
+    require_something_pruned({w.name for w in kprune.wrappers.find_wrappers(model) if w.spec}, skipped, verb="was")
     return skipped
 
 
