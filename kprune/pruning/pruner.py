@@ -358,7 +358,7 @@ def check_selection(model, recipe) -> dict:
     return {"selected": selected, "skipped": skipped}
 
 
-def require_something_pruned(selected, skipped: dict, verb: str = "would be") -> None:
+def require_something_pruned(selected, skipped: dict, verb: str = "was") -> None:
     """Raises a :class:`KPruneError` naming each layer and reason when every selected layer is skipped."""
     if selected and set(skipped) >= set(selected):
         reasons = "; ".join(f"`{n}`: {why}" for n, why in sorted(skipped.items()))
