@@ -203,8 +203,8 @@ def inspect(model, input_shape, num_classes, recipe_path):
             click.echo(f"  {layer.name:40s} {layer_type(layer):18s} {shape:22s} {macs.get(layer.name, 0):14,}")
     click.echo(f"\nchannel groups: {len(gs)} ({sum(g.prunable for g in gs)} prunable)")
     for g in gs:
-        prods = sorted({mm.layer.name for mm in g.members if mm.role == "producer"})
-        others = sorted({mm.layer.name for mm in g.members if mm.role != "producer"})
+        prods = g.labels("producer")
+        others = sorted({name for name in g.labels() if name not in prods})
         status = "prunable" if g.prunable else f"not prunable: {g.reason}"
         unit = "heads" if g.unit == "head" else "ch"
         click.echo(f"  #{g.id:<3d} {g.size:5d} {unit:5s} producers={prods}  coupled={others[:6]}"

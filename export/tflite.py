@@ -12,6 +12,7 @@ import contextlib
 import io
 import os
 import re
+import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 
@@ -165,10 +166,35 @@ def strip_wrappers(model):
     return strip(model)
 
 
-def _make_converter(model, quantize, samples, io_dtype, sparsity):
+def _dict_input_converter(model, tmp):
+    """A converter for a model whose inputs are a dict (``{"token_ids": ..., "padding_mask":
+    ...}``, as keras-hub backbones take them). TensorFlow's ``from_keras_model`` feeds such a
+    model a list and fails; here the model is exported with its own input structure (a
+    ``keras.export.ExportArchive`` endpoint, inference mode) and converted from that SavedModel.
+    The TFLite signature's inputs keep the dict's keys as names."""
+    import functools
+
+    import keras
     import tensorflow as tf
 
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    spec = keras.tree.map_structure_up_to(
+        model.input, lambda t, name: tf.TensorSpec(t.shape, dtype=t.dtype, name=name), model.input,
+        {k: k for k in model.input})
+    archive.add_endpoint("serve", functools.partial(model.__call__, training=False), [spec])
+    with contextlib.redirect_stdout(io.StringIO()):
+        archive.write_out(tmp)
+    return tf.lite.TFLiteConverter.from_saved_model(tmp)
+
+
+def _make_converter(model, quantize, samples, io_dtype, sparsity, tmp=None):
+    import tensorflow as tf
+
+    if isinstance(getattr(model, "input", None), dict) and tmp is not None:
+        converter = _dict_input_converter(model, tmp)
+    else:
+        converter = tf.lite.TFLiteConverter.from_keras_model(model)
     optimizations = []
     if quantize != "none":
         optimizations.append(tf.lite.Optimize.DEFAULT)
@@ -192,8 +218,9 @@ def _convert(model, quantize, samples, io_dtype, sparsity) -> bytes:
         # input statistics it does not need; keep both off the user's console.
         with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            converter = _make_converter(model, quantize, samples, io_dtype, sparsity)
-            return converter.convert()
+            with tempfile.TemporaryDirectory() as tmp:
+                converter = _make_converter(model, quantize, samples, io_dtype, sparsity, tmp)
+                return converter.convert()
     except KPruneError:
         raise
     except Exception as err:  # the converter raises ConverterError, RuntimeError, ValueError

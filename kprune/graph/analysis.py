@@ -111,6 +111,20 @@ class ChannelGroup:
                 names.append(m.layer.name)
         return names
 
+    def labels(self, role: str | None = None) -> list:
+        """Like :meth:`layer_names`, but a member inside a list of blocks of one layer (a
+        keras-hub ``ViTEncoder``) is named with its block: ``vit_encoder/encoder_layers.0``."""
+        names = []
+        for m in self.members:
+            if role is not None and m.role != role:
+                continue
+            parts = m.weight.split(".")
+            at = next((i for i, p in enumerate(parts) if p.isdigit()), None)
+            name = m.layer.name if at is None else f"{m.layer.name}/{'.'.join(parts[:at + 1])}"
+            if name not in names:
+                names.append(name)
+        return names
+
 
 @dataclass
 class Analysis:
@@ -226,9 +240,10 @@ def format_groups(groups: list) -> str:
     """
     lines = ["group  channels  prunable  producers -> followers -> consumers"]
     for g in groups:
-        parts = [",".join(g.layer_names(r)) or "-" for r in ROLES]
+        parts = [",".join(g.labels(r)) or "-" for r in ROLES]
         state = "yes" if g.prunable else f"no ({g.reason})"
-        lines.append(f"{g.id:<6} {g.size:<9} {state}  {' -> '.join(parts)}")
+        size = f"{g.size} heads" if g.unit == "head" else str(g.size)
+        lines.append(f"{g.id:<6} {size:<9} {state}  {' -> '.join(parts)}")
     return "\n".join(lines)
 
 

@@ -92,7 +92,7 @@ def _rebuild_op(call, analysis, removed, deletions, used_names: set):
         n += 1
     used_names.add(cfg.get("name", base))
     try:
-        return layer.__class__.from_config(cfg)
+        return rule_for(layer).rebuild(layer, cfg)
     except Exception as exc:  # noqa: BLE001
         raise GraphError(
             f"kprune.compact could not re-create layer '{layer.name}' ({type(layer).__name__}) "

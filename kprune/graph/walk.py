@@ -197,9 +197,10 @@ def unwrap(op):
 
 def weight_at(layer, path: str):
     """The variable at attribute ``path`` of ``layer`` (``"kernel"``, or a dotted path into a
-    sublayer such as ``"_query_dense.kernel"``)."""
+    sublayer such as ``"_query_dense.kernel"``; a number indexes a list of sublayers, as in
+    ``"encoder_layers.0.mha._query_dense.kernel"``)."""
     for part in path.split("."):
-        layer = getattr(layer, part)
+        layer = layer[int(part)] if part.isdigit() and not hasattr(layer, part) else getattr(layer, part)
     return layer
 
 

@@ -31,7 +31,7 @@ from kprune.pruning import fast_update, granularity, rewind, statistics
 from kprune.pruning.updaters import FilterUpdater, Job, LayerUpdater
 from kprune.schedules.iterative import round_sparsity
 from kprune.wrappers.prune_wrapper import PruneWrapper, weight_attributes
-from kprune.wrappers.selectors import flatten_layers
+from kprune.wrappers.selectors import flatten_layers, specs_of
 from kprune.wrappers.wrap import find_wrappers, wrap
 
 log = logging.getLogger("kprune")
@@ -214,11 +214,13 @@ class Pruner:
         """``{layer_name: target sparsity}`` at ``step`` (final targets when ``step`` is None)."""
         out = {}
         for w in self.active:
-            final = w.spec["sparsity"] if w.spec.get("sparsity") is not None else w.spec["total_sparsity"]
-            if round_ is not None:
-                out[w.name] = round_sparsity(round_, self.schedule.rounds, final)
-            else:
-                out[w.name] = final if step is None else self.schedule.sparsity(step, final)
+            for spec in specs_of(w.spec):
+                key = w.name if spec is w.spec else (w.name, spec["entry"])
+                final = spec["sparsity"] if spec.get("sparsity") is not None else spec["total_sparsity"]
+                if round_ is not None:
+                    out[key] = round_sparsity(round_, self.schedule.rounds, final)
+                else:
+                    out[key] = final if step is None else self.schedule.sparsity(step, final)
         return out
 
     def finalize(self):
@@ -282,15 +284,18 @@ class Pruner:
 
     def jobs(self) -> list:
         """The selected wrappers grouped by ``config_list`` entry, as :class:`~kprune.pruning.updaters.Job`\\ s."""
-        entries = {}
+        entries, specs = {}, {}
         for w in self.active:
-            entries.setdefault((w.spec["entry"], w.spec["granularity"]), []).append(w)
+            for spec in specs_of(w.spec):
+                entries.setdefault((spec["entry"], spec["granularity"]), []).append(w)
+                specs.setdefault((spec["entry"], spec["granularity"]), spec)
         jobs = []
         for (entry, gran), members in sorted(entries.items(), key=lambda kv: kv[0]):
-            crit = criteria.get(members[0].spec["criterion"], f"prune.config_list[{entry}].criterion")
+            spec = specs[(entry, gran)]
+            crit = criteria.get(spec["criterion"], f"prune.config_list[{entry}].criterion")
             kind, params = granularity.parse(gran)
-            crit.check(kind, crit.scope or members[0].spec["scope"], f"prune.config_list[{entry}].granularity")
-            job = Job(entry, kind, params, crit, members)
+            crit.check(kind, crit.scope or spec["scope"], f"prune.config_list[{entry}].granularity")
+            job = Job(entry, kind, params, crit, members, own_spec=spec)
             if kind in ("filter", "head"):
                 job.units = self.updaters["filter"].units(members, "head" if kind == "head" else "channel")
             jobs.append(job)

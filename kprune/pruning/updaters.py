@@ -54,10 +54,16 @@ class Job:
     criterion: object
     members: list
     units: list | None = None
+    own_spec: dict | None = None
 
     @property
     def spec(self) -> dict:
-        return self.members[0].spec
+        return self.own_spec or self.members[0].spec
+
+    def key(self, wrapper):
+        """The key of ``wrapper``'s target in :meth:`kprune.Pruner.targets`: its name, or
+        ``(name, entry)`` for a layer's second kind of unit (``spec["also"]``)."""
+        return wrapper.name if wrapper.spec["entry"] == self.entry else (wrapper.name, self.entry)
 
     def is_global(self) -> bool:
         """Whether the job's allocation ranks units over all its layers together."""
@@ -199,11 +205,11 @@ class FilterUpdater:
         scored = [(g, ws) + self._scores(g, crit, stats) for g, ws in job.units]
         if job.is_global():
             keeps = allocation.global_keep(
-                [s for _, _, s, _, _ in scored], targets[job.members[0].name], costs=[c for *_, c, _ in scored],
+                [s for _, _, s, _, _ in scored], targets[job.key(job.members[0])], costs=[c for *_, c, _ in scored],
                 max_per_unit=spec["max_sparsity_per_layer"], min_keep=min_keep, round_to=round_to,
                 frozen=None if p.soft else [f for *_, f in scored])
         else:
-            keeps = [allocation.channel_keep(s, min(targets[w.name] for w in ws), round_to, min_keep,
+            keeps = [allocation.channel_keep(s, min(targets[job.key(w)] for w in ws), round_to, min_keep,
                                              None if p.soft else f)
                      for g, ws, s, _, f in scored]
         for (g, *_), keep in zip(scored, keeps):

@@ -70,6 +70,8 @@ def _complete_spec(spec, name: str) -> dict:
     if (out["sparsity"] is None) == (out["total_sparsity"] is None):
         raise UnsupportedLayerError(f"PruneWrapper `{name}`: spec needs exactly one of `sparsity` (this layer) "
                                     f"or `total_sparsity` (global scope). Received: spec={spec!r}")
+    if out.get("also"):
+        out["also"] = [_complete_spec(s, name) for s in out["also"]]
     return out
 
 

@@ -42,6 +42,16 @@ def _matches(layer, entry) -> bool:
     return True
 
 
+def _unit(spec) -> str:
+    """What a spec prunes: attention heads, or anything else (channels, weights)."""
+    return "head" if spec["granularity"] == "head" else "other"
+
+
+def specs_of(spec) -> list:
+    """A layer's specs: its own, then one for its other kind of unit (``also``), if any."""
+    return [spec, *spec.get("also", [])] if spec else []
+
+
 def select(model, prune: dict) -> dict:
     """Resolves ``prune["config_list"]`` against a model.
 
@@ -52,7 +62,10 @@ def select(model, prune: dict) -> dict:
     Returns:
         ``(specs, excluded)``: ``{layer_name: spec}`` and the sorted names of excluded layers;
         spec is ``{"entry", "sparsity", "total_sparsity",
-        "max_sparsity_per_layer", "criterion", "granularity", "scope"}``.
+        "max_sparsity_per_layer", "criterion", "granularity", "scope"}``. A layer selected for
+        its attention heads by one entry and for its channels (MLP units) by another keeps both:
+        the later spec, with the other under ``"also"`` (see :func:`specs_of`); otherwise a later
+        entry replaces an earlier one for the same layer.
 
     Raises:
         UnsupportedLayerError: a selector matched a layer kprune cannot prune.
@@ -83,7 +96,7 @@ def select(model, prune: dict) -> dict:
                 f"which kprune cannot prune. Prunable types: {prunable_types()} and layers taught with kprune.layers.register. Narrow the "
                 f"selector (e.g. add op_types) or exclude it with {{op_names: [{bad[0].name}], exclude: true}}.")
         for l in matched:
-            chosen[l.name] = {
+            spec = {
                 "entry": i,
                 "sparsity": entry["sparsity"],
                 "total_sparsity": entry["total_sparsity"],
@@ -92,6 +105,13 @@ def select(model, prune: dict) -> dict:
                 "granularity": entry["granularity"] or prune["granularity"],
                 "scope": prune["scope"],
             }
+            before = chosen.get(l.name)
+            if before is not None and _unit(before) != _unit(spec):
+                # heads and MLP units of one layer (a keras-hub block) are selected by two
+                # entries, one per kind of unit: the layer keeps both
+                mine = [x for x in [before, *before.get("also", [])] if _unit(x) != _unit(spec)]
+                spec["also"] = mine[:1]
+            chosen[l.name] = spec
     out = {k: v for k, v in chosen.items() if k not in excluded}
     if not out:
         raise KPruneError(f"prune.config_list selects no layer of model `{model.name}` to prune "

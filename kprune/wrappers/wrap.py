@@ -8,9 +8,10 @@ import numpy as np
 from kprune import graph
 from kprune.config.recipe import Recipe
 from kprune.errors import KPruneError, UnsupportedLayerError
+from kprune.graph.layers.base import recreate
 from kprune.wrappers.prune_wrapper import KERNEL_WEIGHTS, PruneWrapper, weight_attributes
 from kprune.wrappers import short_form
-from kprune.wrappers.selectors import flatten_layers, select
+from kprune.wrappers.selectors import flatten_layers, select, specs_of
 
 
 def find_wrappers(model) -> list:
@@ -47,7 +48,7 @@ def _fresh(layer):
         # mode; the function is already in memory, so the copy reuses it
         return keras.layers.Lambda(layer.function, output_shape=layer._output_shape, mask=layer.mask,
                                    arguments=dict(layer.arguments), name=layer.name, dtype=layer.dtype_policy)
-    return layer.__class__.from_config(layer.get_config())
+    return recreate(layer.__class__, layer.get_config())
 
 
 def _built_copy(layer):
@@ -65,7 +66,16 @@ def _clone(model, make):
     pairs = []
 
     def fn(layer):
-        new = make(layer)
+        try:
+            new = make(layer)
+        except KPruneError:
+            raise
+        except Exception as e:  # noqa: BLE001 - re-raised naming the layer
+            raise UnsupportedLayerError(
+                f"kprune could not re-create layer `{layer.name}` ({type(layer).__name__}) of model "
+                f"`{model.name}` from its config (get_config/from_config): {type(e).__name__}: {e}. Every layer "
+                "of a model must round-trip through its config to be wrapped (as keras.models.clone_model "
+                "requires); the layer's get_config needs fixing.") from e
         pairs.append((layer, new))
         return new
 
@@ -78,6 +88,8 @@ def _clone(model, make):
     try:
         clone = keras.models.clone_model(model, input_tensors=inputs, clone_function=fn,
                                          call_function=None if inputs is None else _call, recursive=True)
+    except KPruneError:
+        raise
     except Exception as e:  # noqa: BLE001 - re-raised with context
         raise UnsupportedLayerError(f"kprune could not rebuild model `{model.name}` layer by layer: "
                                     f"{type(e).__name__}: {e}") from e
@@ -168,8 +180,9 @@ def wrap(model, recipe=None, soft: bool = False, **keywords):
     plan = {k: v for k, v in prune.items() if k != "config_list"}
     plan["excluded"] = excluded
     passive = set()
-    if any(s["granularity"] == "filter" for s in specs.values()):
-        passive = _coupled_layers(model, {n for n, s in specs.items() if s["granularity"] == "filter"})
+    filtered = {n for n, s in specs.items() if any(x["granularity"] == "filter" for x in specs_of(s))}
+    if filtered:
+        passive = _coupled_layers(model, filtered)
 
     def make(layer):
         if layer.name in specs:

@@ -12,6 +12,7 @@ elementwise   activations, merges, dropout/noise, pooling/padding/resizing, PReL
 shape         Concatenate, Flatten/Reshape, Permute, global pooling
 attention     Dot, MultiHeadAttention (counting)
 recurrent     SimpleRNN, LSTM, GRU (counting)
+hub           keras-hub blocks: ViTEncoder, GemmaDecoderBlock, LlamaTransformerDecoder
 ============  ===========================================================================
 
 The graph walk (:mod:`kprune.graph.analysis`), ``compact`` (:mod:`kprune.graph.surgery`), the
@@ -24,8 +25,8 @@ Teach kprune a custom layer with :func:`register` (``kprune.layers.register``); 
 ``docs/layers.md``.
 """
 
-from kprune.graph.layers import (attention, conv, dense, elementwise, norm, recurrent,  # noqa: F401  (registration)
-                                 shape)
+from kprune.graph.layers import (attention, conv, dense, elementwise, hub, norm,  # noqa: F401  (registration)
+                                 recurrent, shape)
 from kprune.graph.layers.base import (KERNEL_WEIGHTS, Ctx, LayerRule, Sizes, channel_sources, is_prunable,
                                       masked_weights, prod, prunable_types, register, rule_for, shapes_of,
                                       spatial)

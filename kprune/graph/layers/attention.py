@@ -30,6 +30,66 @@ def _tensor_args(call) -> dict:
     return {k: v for k, v in named.items() if isinstance(v, keras.KerasTensor)}
 
 
+def record_heads(state, op, units: int, per: int, producers, consumers, reason=None) -> np.ndarray:
+    """Records ``units`` attention heads as prunable units (``granularity: head``).
+
+    Args:
+        state: the :class:`~kprune.graph.state.ChannelState`.
+        op: the operation as it appears in the model (its wrapper).
+        units: key/value heads (one unit each; a unit of grouped-query attention carries the
+            ``per`` query heads that share its key and value).
+        per: query heads per unit.
+        producers: ``[(weight path, head axis, indexed by query heads)]``: the query, key and
+            value kernels and biases.
+        consumers: ``[(weight path, head axis)]``: the output projection (query-head indexed).
+        reason: makes the heads unprunable with this reason.
+
+    Returns:
+        The units' labels.
+    """
+    heads = state.fresh(units, producer=True, unit="head", reason=reason)
+    q_heads = np.repeat(heads, per)
+    for path, axis, by_query in producers:
+        state.touch(q_heads if by_query else heads, op, path, axis, "producer")
+    for path, axis in consumers:
+        state.touch(q_heads, op, path, axis, "consumer")
+    return heads
+
+
+def record_units(state, op, n: int, producers, consumers, reason=None) -> np.ndarray:
+    """Records the ``n`` hidden units of an MLP inside a layer as one channel group each:
+    ``producers`` (``[(weight path, axis)]``: up/gate kernels and biases) make them, whose
+    activation maps 0 to 0, ``consumers`` (the down projection) read them."""
+    labels = state.fresh(n, producer=True, reason=reason)
+    for path, axis in producers:
+        state.touch(labels, op, path, axis, "producer")
+    for path, axis in consumers:
+        state.touch(labels, op, path, axis, "consumer")
+    return labels
+
+
+def head_slices(layer, prefix: str = "") -> tuple:
+    """``(producers, consumers)`` of :func:`record_heads` for a ``keras.layers``
+    ``MultiHeadAttention`` or ``GroupQueryAttention`` reached at attribute path ``prefix``."""
+    producers = []
+    for role in ("query", "key", "value"):
+        producers.append((f"{prefix}_{role}_dense.kernel", 1, role == "query"))
+        if getattr(layer, f"_{role}_dense").bias is not None:
+            producers.append((f"{prefix}_{role}_dense.bias", 0, role == "query"))
+    return producers, [(f"{prefix}_output_dense.kernel", 0)]
+
+
+def attention_weights(layer, prefix: str = "") -> dict:
+    """``{path: variable}`` of the four projections of a ``keras.layers`` attention layer."""
+    out = {}
+    for role in ("query", "key", "value", "output"):
+        dense = getattr(layer, f"_{role}_dense")
+        out[f"{prefix}_{role}_dense.kernel"] = dense.kernel
+        if dense.bias is not None:
+            out[f"{prefix}_{role}_dense.bias"] = dense.bias
+    return out
+
+
 class AttentionRule(LayerRule):
     """Heads of ``MultiHeadAttention`` and ``GroupQueryAttention``.
 
@@ -81,14 +141,7 @@ class AttentionRule(LayerRule):
         value = named["value"]
         for role, tensor in (("query", named["query"]), ("key", named.get("key", value)), ("value", value)):
             ctx.consumer(f"_{role}_dense.kernel", 0, info=info[id(tensor)])
-        units, per = self.heads(layer)[:2]
-        heads = ctx.state.fresh(units, producer=True, unit="head")
-        q_heads = np.repeat(heads, per)
-        for role, labels in (("query", q_heads), ("key", heads), ("value", heads)):
-            ctx.state.touch(labels, ctx.op, f"_{role}_dense.kernel", 1, "producer")
-            if self._dense(layer, role).bias is not None:
-                ctx.state.touch(labels, ctx.op, f"_{role}_dense.bias", 0, "producer")
-        ctx.state.touch(q_heads, ctx.op, "_output_dense.kernel", 0, "consumer")
+        record_heads(ctx.state, ctx.op, *self.heads(layer)[:2], *head_slices(layer))
         n = int(call.out_tensors[0].shape[-1])
         out = ctx.state.fresh(n, producer=True)
         ctx.state.touch(out, ctx.op, "_output_dense.kernel", 2, "producer")
@@ -100,13 +153,7 @@ class AttentionRule(LayerRule):
         return outs
 
     def masked_weights(self, layer) -> dict:
-        out = {}
-        for role in ("query", "key", "value", "output"):
-            dense = self._dense(layer, role)
-            out[f"_{role}_dense.kernel"] = dense.kernel
-            if dense.bias is not None:
-                out[f"_{role}_dense.bias"] = dense.bias
-        return out
+        return attention_weights(layer)
 
     def resize(self, layer, config, sizes):
         units, per, _, kv_heads, _, _ = self.heads(layer)

@@ -6,7 +6,8 @@ A rule says everything kprune knows about one layer family:
 * :meth:`LayerRule.channels` — how channels pass through a call (the graph walk: which weight
   slices carry each channel as producer, follower or consumer, which channels are coupled,
   which cannot be pruned and why);
-* :meth:`LayerRule.resize` — how ``compact`` rewrites the layer's config for fewer channels;
+* :meth:`LayerRule.resize` — how ``compact`` rewrites the layer's config for fewer channels
+  (and :meth:`LayerRule.rebuild`, which makes the smaller layer from it);
 * :meth:`LayerRule.masked_weights` and :attr:`LayerRule.kernels` — which weights a
   :class:`kprune.PruneWrapper` masks, and which of them weight-level pruning scores;
 * :attr:`LayerRule.prunable` — whether a ``config_list`` may select the layer;
@@ -33,6 +34,25 @@ from kprune.graph.walk import unwrap
 WEIGHT_NAMES = ("kernel", "bias", "depthwise_kernel", "pointwise_kernel", "gamma", "beta", "alpha", "embeddings")
 #: the weights weight-level (fine-grained) pruning scores and masks
 KERNEL_WEIGHTS = ("kernel", "depthwise_kernel", "pointwise_kernel", "embeddings")
+
+
+def recreate(cls, config: dict):
+    """``cls.from_config(config)``, tolerating a ``get_config`` that writes derived values its
+    own ``__init__`` does not take (keras-hub's ``ViTPatchingAndEmbedding`` writes
+    ``num_patches``): when Keras refuses such keys, they are dropped and the call is retried.
+    Any other failure is raised as it came. The weights copied afterwards must fit the rebuilt
+    layer exactly, so a dropped key that mattered cannot go unnoticed."""
+    try:
+        return cls.from_config(config)
+    except (TypeError, ValueError) as exc:
+        import re
+        found = re.search(r"Unrecognized keyword arguments passed to \w+: \{(.*?)\}", str(exc))
+        if not found:
+            raise
+        keys = set(re.findall(r"'(\w+)':", found.group(1)))
+        if not keys or not keys <= set(config):
+            raise
+        return cls.from_config({k: v for k, v in config.items() if k not in keys})
 
 
 def describe(layer) -> str:
@@ -328,6 +348,12 @@ class LayerRule:
     def resize(self, layer, config: dict, sizes: Sizes) -> dict:
         """The layer's config for ``sizes.in_n`` input and ``sizes.out_n`` output channels."""
         return config
+
+    def rebuild(self, layer, config: dict):
+        """The compacted layer from the config :meth:`resize` returned (default: the same class).
+        A rule whose smaller layer its own class cannot express (per-block head counts of a
+        keras-hub encoder) returns an instance of another, serializable class here."""
+        return recreate(layer.__class__, config)
 
     def macs(self, layer, in_shapes, out_shapes):
         """MAC terms of one call for :func:`kprune.count`: ``[(weight or None, size, uses)]``
