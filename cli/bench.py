@@ -10,6 +10,7 @@ EXAMPLES = """\b
 Examples:
   kprune-cli bench model.tflite --threads 1,2,4 --runs 200
   kprune-cli bench dense.tflite --compare pruned.tflite --threads 1,2 --json bench.json
+  kprune-cli bench model.tflite --runtime compiled_model     # LiteRT's CompiledModel API
   kprune-cli bench model.tflite --android --serial R58M123 --binary /data/local/tmp/benchmark_model
 """
 
@@ -55,8 +56,9 @@ def format_reports(rows, memory: bool = True) -> str:
         )
     first = rows[0][1]
     where = first.machine.get("model") or first.machine.get("processor") or ""
+    api = f" ({first.runtime})" if first.runtime else ""
     lines.append(
-        f"times in ms; {first.runs} runs after {first.warmup} warm-up, backend {first.backend} {where}, "
+        f"times in ms; {first.runs} runs after {first.warmup} warm-up, backend {first.backend}{api} {where}, "
         f"xnnpack={'on' if first.xnnpack else 'off'}"
     )
     for note in dict.fromkeys(n for _, r in rows for n in r.notes):
@@ -92,13 +94,22 @@ def _center(report) -> float | None:
 @click.option("--no-xnnpack", is_flag=True, help="Run LiteRT's built-in kernels without the XNNPACK delegate.")
 @click.option("--compare", "other", default=None, type=click.Path(exists=True, dir_okay=False),
               help="Second .tflite file; on the host the two run interleaved.")
+@click.option("--runtime", type=click.Choice(["interpreter", "compiled_model"]), default="interpreter", show_default=True,
+              help="LiteRT API on the host: the classic Interpreter or the CompiledModel API (what litert-benchmark times).")
 @click.option("--android", is_flag=True, help="Run on an Android device with benchmark_model over adb.")
 @click.option("--serial", default=None, help="Android device serial (adb devices); needed with several devices.")
 @click.option("--binary", default="/data/local/tmp/benchmark_model", show_default=True, help="benchmark_model path on the device.")
 @click.option("--adb", default="adb", show_default=True, help="adb executable.")
 @click.option("--json", "json_out", default=None, type=click.Path(dir_okay=False), help="Also write all reports to this JSON file.")
-def bench(model, threads, runs, warmup, no_xnnpack, other, android, serial, binary, adb, json_out):
+@click.pass_context
+def bench(ctx, model, threads, runs, warmup, no_xnnpack, other, runtime, android, serial, binary, adb, json_out):
     """Measure the latency of MODEL.tflite (median, mean, p90, p99, min, sizes, memory)."""
+    from click.core import ParameterSource
+
+    if android and ctx.get_parameter_source("runtime") != ParameterSource.DEFAULT:
+        raise click.UsageError(f"--runtime {runtime} chooses the LiteRT API on this machine; with --android the "
+                               "device's benchmark_model chooses. Drop --runtime or --android.")
+    from kprune.cli import quiet
     from kprune.errors import KPruneError
     from kprune.export.android import benchmark_android
     from kprune.export.benchmark import benchmark, compare
@@ -115,10 +126,14 @@ def bench(model, threads, runs, warmup, no_xnnpack, other, android, serial, bina
 
                 reports = [run(model)] + ([run(other)] if other else [])
             elif other:
-                result = compare(model, other, threads=t, runs=runs, warmup=warmup, use_xnnpack=xnnpack)
+                with quiet.litert_logs_silenced(runtime == "compiled_model"):
+                    result = compare(model, other, threads=t, runs=runs, warmup=warmup, use_xnnpack=xnnpack,
+                                     runtime=runtime)
                 reports = [result.a, result.b]
             else:
-                reports = [benchmark(model, threads=t, runs=runs, warmup=warmup, use_xnnpack=xnnpack)]
+                with quiet.litert_logs_silenced(runtime == "compiled_model"):
+                    reports = [benchmark(model, threads=t, runs=runs, warmup=warmup, use_xnnpack=xnnpack,
+                                         runtime=runtime)]
             rows += list(zip(labels([r.path for r in reports]), reports))
             records += [r.to_dict() for r in reports]
             if other:

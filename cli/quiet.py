@@ -47,6 +47,18 @@ def stderr_fd_silenced():
         os.close(devnull)
 
 
+def litert_logs_silenced(active: bool = True):
+    """Silences fd 2 inside the block when ``active`` and the CLI is not ``--verbose``.
+
+    LiteRT's CompiledModel logs every accelerator it registers and every vendor plugin it
+    fails to load (``INFO: [accelerator_registry.cc:54] ...``) straight to fd 2; errors still
+    reach the user as Python exceptions.
+    """
+    if active and not _state["verbose"]:
+        return stderr_fd_silenced()
+    return contextlib.nullcontext()
+
+
 def import_tensorflow() -> None:
     """Imports TensorFlow and Keras, quietly unless the CLI runs with ``--verbose``.
 

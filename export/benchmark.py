@@ -1,4 +1,4 @@
-"""Measure a ``.tflite`` file's latency on this machine with the LiteRT interpreter."""
+"""Measure a ``.tflite`` file's latency on this machine with LiteRT (Interpreter or CompiledModel)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kprune.export.interpreter import load_interpreter, random_inputs
+from kprune.export.compiled import CompiledRunner, check_runtime, litert_environment
+from kprune.export.interpreter import load_interpreter, random_arrays
 from kprune.export.report import LatencyReport, file_sizes, host_machine, statistics_ms, validate_counts
 
 MEMORY_METHOD = (
@@ -30,21 +31,32 @@ def _rss_bytes() -> int | None:
 class _Timed:
     """One loaded model with fixed random inputs, ready to be timed invoke by invoke."""
 
-    def __init__(self, path, threads, use_xnnpack, seed):
+    def __init__(self, path, threads, use_xnnpack, seed, runtime="interpreter"):
         self.path = os.fspath(path)
+        self.runtime = check_runtime(runtime)
         import ai_edge_litert.interpreter  # noqa: F401  (library load is not the model's memory)
 
+        if runtime == "compiled_model":
+            litert_environment()  # the process's LiteRT environment is not the model's memory either
         self.rss_before = _rss_bytes()
-        self.interpreter = load_interpreter(self.path, threads, use_xnnpack)
         rng = np.random.default_rng(seed)
-        for detail, x in zip(self.interpreter.get_input_details(), random_inputs(self.interpreter, rng)):
-            self.interpreter.set_tensor(detail["index"], x)
+        if runtime == "compiled_model":
+            runner = CompiledRunner(self.path, threads, use_xnnpack)
+            runner.write(random_arrays(runner.input_details, rng))
+            self._run = runner.run
+        else:
+            interpreter = load_interpreter(self.path, threads, use_xnnpack)
+            details = interpreter.get_input_details()
+            for detail, x in zip(details, random_arrays(details, rng)):
+                interpreter.set_tensor(detail["index"], x)
+            self._run = interpreter.invoke
         self.rss_samples = [_rss_bytes()]
         self.samples_ms: list[float] = []
 
     def invoke(self) -> float:
+        run = self._run
         start = time.perf_counter_ns()
-        self.interpreter.invoke()
+        run()
         return (time.perf_counter_ns() - start) / 1e6
 
     def sample_memory(self) -> None:
@@ -72,14 +84,18 @@ class _Timed:
             memory_method=MEMORY_METHOD if peak is not None else "unavailable (no /proc/self/statm)",
             machine=host_machine(),
             notes=list(notes),
+            runtime=self.runtime,
         )
 
 
-def benchmark(path, threads: int = 1, runs: int = 100, warmup: int = 10, use_xnnpack: bool = True, seed: int = 0) -> LatencyReport:
+def benchmark(path, threads: int = 1, runs: int = 100, warmup: int = 10, use_xnnpack: bool = True, seed: int = 0,
+              runtime: str = "interpreter") -> LatencyReport:
     """Times ``runs`` single inferences of a ``.tflite`` file after ``warmup`` untimed ones.
 
     Inputs are random arrays of each input's shape and dtype (fixed per call by ``seed``);
-    only ``interpreter.invoke()`` is timed, with ``time.perf_counter_ns``.
+    only the inference call is timed, with ``time.perf_counter_ns``: ``interpreter.invoke()``
+    for the classic Interpreter, ``CompiledModel.run_by_name`` on buffers allocated once for
+    LiteRT's CompiledModel API (the call ``litert-benchmark`` times).
 
     Args:
         path: the ``.tflite`` file.
@@ -88,16 +104,19 @@ def benchmark(path, threads: int = 1, runs: int = 100, warmup: int = 10, use_xnn
         warmup: untimed inferences before timing. Default 10.
         use_xnnpack: apply LiteRT's default XNNPACK delegate. Default True.
         seed: random input seed. Default 0.
+        runtime: ``"interpreter"`` (``ai_edge_litert.interpreter.Interpreter``, default) or
+            ``"compiled_model"`` (``ai_edge_litert.compiled_model.CompiledModel`` on the CPU).
 
     Returns:
-        LatencyReport with backend ``"litert-host"``.
+        LatencyReport with backend ``"litert-host"`` and ``runtime`` as given.
 
     Example:
         >>> report = benchmark("model.tflite", threads=1, runs=50)
         >>> report.median_ms, report.p90_ms
+        >>> benchmark("model.tflite", runtime="compiled_model").median_ms
     """
     validate_counts(threads, runs, warmup)
-    timed = _Timed(path, threads, use_xnnpack, seed)
+    timed = _Timed(path, threads, use_xnnpack, seed, runtime)
     timed.sample_memory()
     for _ in range(warmup):
         timed.invoke()
@@ -127,7 +146,8 @@ class Comparison:
         return {"a": self.a.to_dict(), "b": self.b.to_dict(), "ratio": self.ratio, "speedup": self.speedup}
 
 
-def compare(path_a, path_b, threads: int = 1, runs: int = 100, warmup: int = 10, use_xnnpack: bool = True, seed: int = 0) -> Comparison:
+def compare(path_a, path_b, threads: int = 1, runs: int = 100, warmup: int = 10, use_xnnpack: bool = True, seed: int = 0,
+            runtime: str = "interpreter") -> Comparison:
     """Benchmarks two ``.tflite`` files interleaved (A, B, A, B, ...) for a fair comparison.
 
     Interleaving exposes both models to the same machine state (frequency scaling, other
@@ -141,6 +161,7 @@ def compare(path_a, path_b, threads: int = 1, runs: int = 100, warmup: int = 10,
         warmup: untimed inferences per model. Default 10.
         use_xnnpack: apply XNNPACK to both. Default True.
         seed: random input seed. Default 0.
+        runtime: ``"interpreter"`` (default) or ``"compiled_model"``, for both files.
 
     Returns:
         Comparison with both reports, ``ratio`` and ``speedup`` of the medians.
@@ -150,8 +171,8 @@ def compare(path_a, path_b, threads: int = 1, runs: int = 100, warmup: int = 10,
         >>> result.speedup
     """
     validate_counts(threads, runs, warmup)
-    a = _Timed(path_a, threads, use_xnnpack, seed)
-    b = _Timed(path_b, threads, use_xnnpack, seed)
+    a = _Timed(path_a, threads, use_xnnpack, seed, runtime)
+    b = _Timed(path_b, threads, use_xnnpack, seed, runtime)
     for _ in range(warmup):
         a.invoke()
         b.invoke()

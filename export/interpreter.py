@@ -142,8 +142,18 @@ def from_output(y, detail) -> np.ndarray:
 
 def random_inputs(interpreter, rng: np.random.Generator) -> list:
     """Returns one random array per input, matching each tensor's shape and dtype."""
+    return random_arrays(interpreter.get_input_details(), rng)
+
+
+def random_arrays(details, rng: np.random.Generator) -> list:
+    """Returns one random array per tensor detail (a dict with ``shape`` and ``dtype``).
+
+    Integers cover the dtype's whole range, booleans are fair coins and floats are standard
+    normal. Used for the Interpreter's details and for the CompiledModel's alike, so both
+    runtimes see the same inputs for the same seed.
+    """
     arrays = []
-    for detail in interpreter.get_input_details():
+    for detail in details:
         shape = tuple(int(d) for d in detail["shape"])
         dtype = np.dtype(detail["dtype"])
         if np.issubdtype(dtype, np.integer):

@@ -37,6 +37,8 @@ class LatencyReport:
         notes: caveats about the numbers (e.g. statistics the backend does not print).
         extra: backend-specific numbers that have no field of their own (e.g. the p5/p95
             and warm-up average that ``benchmark_model`` prints).
+        runtime: the LiteRT API that ran the file on the host, ``"interpreter"`` or
+            ``"compiled_model"``; None on Android (``benchmark_model`` chooses).
     """
 
     path: str
@@ -61,6 +63,7 @@ class LatencyReport:
     first_ms: float | None = None
     notes: list = field(default_factory=list)
     extra: dict = field(default_factory=dict)
+    runtime: str | None = None
 
     def to_dict(self) -> dict:
         """Returns the report as a JSON-ready dict (plain floats, ints, strings)."""

@@ -37,6 +37,8 @@ class ExportResult:
         quantize: the quantization mode used.
         io_dtype: dtype of the model's inputs and outputs.
         sparsity: whether TFLite's sparse tensor storage was requested.
+        format: ``"tflite"`` (kprune's converter), ``"litert"`` or ``"onnx"`` (Keras'
+            ``Model.export``); see :func:`kprune.export.export`.
     """
 
     path: str
@@ -44,6 +46,7 @@ class ExportResult:
     quantize: str = "none"
     io_dtype: str = "float32"
     sparsity: bool = False
+    format: str = "tflite"
 
     def to_dict(self) -> dict:
         """Returns the result as a JSON-ready dict."""

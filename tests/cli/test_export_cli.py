@@ -155,3 +155,85 @@ def test_export_wrapped_keras_file(tmp_path):
     from kprune.export.evaluate import predict_tflite
 
     np.testing.assert_allclose(predict_tflite(tmp_path / "w.tflite", x), kprune.strip(wrapped).predict(x, verbose=0), rtol=1e-5, atol=1e-5)
+
+
+def test_export_format_litert_default_name_and_outputs(keras_file):
+    result = CliRunner().invoke(cli, ["export", keras_file, "--format", "litert"])
+    assert result.exit_code == 0, result.output
+    expected = keras_file.replace(".keras", "_litert.tflite")
+    assert f"wrote {expected}" in result.output and "litert" in result.output
+    assert "quantize" not in result.output          # kprune's converter options do not apply
+    from kprune.export.evaluate import predict_tflite
+
+    x = np.random.default_rng(1).normal(size=(3, 28, 28, 1)).astype("float32")
+    ref = keras.saving.load_model(keras_file).predict(x, verbose=0)
+    np.testing.assert_allclose(predict_tflite(expected, x), ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+
+
+def test_export_format_onnx_json(keras_file, tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    out = tmp_path / "m.onnx"
+    result = CliRunner().invoke(cli, ["export", keras_file, "--format", "onnx", "--out", str(out), "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output[result.output.index("{"):])
+    assert summary["format"] == "onnx" and summary["bytes"] == out.stat().st_size
+    session = onnxruntime.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(2).normal(size=(2, 28, 28, 1)).astype("float32")
+    ref = keras.saving.load_model(keras_file).predict(x, verbose=0)
+    np.testing.assert_allclose(session.run(None, {session.get_inputs()[0].name: x})[0], ref, rtol=1e-5,
+                               atol=1e-5 * np.abs(ref).max())
+
+
+@pytest.mark.parametrize("fmt", ["litert", "onnx"])
+@pytest.mark.parametrize("args, shown", [
+    (["--quantize", "fp16"], "--quantize fp16"),
+    (["--io-dtype", "uint8"], "--io-dtype uint8"),
+    (["--sparsity"], "--sparsity"),
+    (["--samples", "100"], "--samples 100"),       # given explicitly, even at its default value
+])
+def test_export_converter_options_need_format_tflite(keras_file, tmp_path, fmt, args, shown):
+    out = tmp_path / "m.out"
+    result = CliRunner().invoke(cli, ["export", keras_file, "--format", fmt, "--out", str(out), *args])
+    assert result.exit_code == 2, result.output
+    flag = shown.split()[0]
+    assert (f"{shown} is an option of kprune's TFLite converter and works only with --format tflite. "
+            f"Received: --format {fmt}. Allowed formats for {flag}: tflite.") in " ".join(result.output.split())
+    assert not out.exists()
+
+
+def test_export_evaluate_needs_a_litert_file(keras_file):
+    result = CliRunner().invoke(cli, ["export", keras_file, "--format", "onnx", "--evaluate", "--data", "fashion_mnist"])
+    assert result.exit_code == 2 and "--evaluate runs the file in LiteRT" in result.output
+
+
+def test_export_bad_format_lists_choices(keras_file):
+    result = CliRunner().invoke(cli, ["export", keras_file, "--format", "savedmodel"])
+    assert result.exit_code == 2 and "'savedmodel' is not one of 'tflite', 'litert', 'onnx'" in result.output
+
+
+def test_export_onnx_without_the_extra(keras_file, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tf2onnx", None)
+    result = CliRunner().invoke(cli, ["export", keras_file, "--format", "onnx", "--out", str(tmp_path / "m.onnx")])
+    assert result.exit_code == 1, result.output
+    assert "pip install kprune[onnx]" in result.output and "Traceback" not in result.output
+
+
+def test_bench_runtime_compiled_model(tflite_files, tmp_path):
+    a, b = tflite_files
+    out = tmp_path / "cm.json"
+    result = CliRunner().invoke(cli, ["bench", a, "--runtime", "compiled_model", "--runs", "5", "--warmup", "1",
+                                      "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "backend litert-host (compiled_model)" in result.output
+    (report,) = json.loads(out.read_text())["reports"]
+    assert report["runtime"] == "compiled_model" and report["median_ms"] > 0
+    both = CliRunner().invoke(cli, ["bench", a, "--compare", b, "--runtime", "compiled_model", "--runs", "3"])
+    assert both.exit_code == 0, both.output
+    assert "(compiled_model)" in both.output and "latency = " in both.output
+
+
+def test_bench_runtime_is_host_only(tflite_files):
+    result = CliRunner().invoke(cli, ["bench", tflite_files[0], "--android", "--runtime", "compiled_model"])
+    assert result.exit_code == 2 and "with --android the device's benchmark_model chooses" in result.output
+    bad = CliRunner().invoke(cli, ["bench", tflite_files[0], "--runtime", "gpu"])
+    assert bad.exit_code == 2 and "'gpu' is not one of 'interpreter', 'compiled_model'" in bad.output
