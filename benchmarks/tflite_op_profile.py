@@ -105,33 +105,37 @@ def profile(path, runs=300, warmup=30) -> dict:
     return {"path": os.path.basename(path), "ops": rows, "whole_us": whole}
 
 
-def by_type(prof) -> dict:
+def by_type(prof, floor=0.0) -> dict:
+    """``{op type: [count, µs]}``, each op's time less ``floor`` (not below 0)."""
     out = collections.defaultdict(lambda: [0, 0.0])
     for r in prof["ops"]:
         out[r["op"]][0] += 1
-        out[r["op"]][1] += r["us"]
+        out[r["op"]][1] += max(0.0, r["us"] - floor)
     return out
 
 
 def table(a, b, label_a="dense", label_b="compacted") -> str:
-    ta, tb = by_type(a), by_type(b)
     floor = min(r["us"] for r in a["ops"] + b["ops"])
+    ta, tb = by_type(a), by_type(b)
+    na, nb = by_type(a, floor), by_type(b, floor)
     names = sorted(set(ta) | set(tb), key=lambda n: -ta.get(n, [0, 0.0])[1])
-    lines = [f"| op | n ({label_a}) | µs ({label_a}) | n ({label_b}) | µs ({label_b}) | {label_a} ÷ {label_b} |",
-             "|---|---|---|---|---|---|"]
+    lines = [(f"| op | n ({label_a}) | µs ({label_a}) | n ({label_b}) | µs ({label_b}) | {label_a} ÷ {label_b} | "
+             f"µs less floor ({label_a} / {label_b}) |"), "|---|---|---|---|---|---|---|"]
     for n in names:
         ca, ua = ta.get(n, [0, 0.0])
         cb, ub = tb.get(n, [0, 0.0])
         ratio = f"{ua / ub:.2f}" if ub else "–"
-        lines.append(f"| {n} | {ca} | {ua:.1f} | {cb} | {ub:.1f} | {ratio} |")
+        lines.append(f"| {n} | {ca} | {ua:.1f} | {cb} | {ub:.1f} | {ratio} | "
+                     f"{na.get(n, [0, 0.0])[1]:.1f} / {nb.get(n, [0, 0.0])[1]:.1f} |")
     sa, sb = sum(r["us"] for r in a["ops"]), sum(r["us"] for r in b["ops"])
+    la, lb = sum(v[1] for v in na.values()), sum(v[1] for v in nb.values())
     lines.append(f"| **sum of ops timed alone** | {len(a['ops'])} | {sa:.1f} | {len(b['ops'])} | {sb:.1f} | "
-                 f"{sa / sb:.2f} |")
+                 f"{sa / sb:.2f} | {la:.1f} / {lb:.1f} |")
     lines.append(f"| **whole model** | | {a['whole_us']:.1f} | | {b['whole_us']:.1f} | "
-                 f"{a['whole_us'] / b['whole_us']:.2f} |")
+                 f"{a['whole_us'] / b['whole_us']:.2f} | |")
     lines.append("")
-    lines.append(f"cheapest op timed alone: {floor:.2f} µs (an upper bound of the per-invoke overhead each "
-                 "one-op model adds)")
+    lines.append(f"floor = the cheapest op timed alone, {floor:.2f} µs (an upper bound of the per-invoke "
+                 "overhead each one-op model adds)")
     return "\n".join(lines)
 
 
