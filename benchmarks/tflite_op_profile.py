@@ -21,6 +21,7 @@ Usage::
 
     python benchmarks/tflite_op_profile.py DENSE.tflite COMPACTED.tflite [--runs 300] [--cpu 1]
         [--json benchmarks/results/vit_op_profile.json]
+    python benchmarks/tflite_op_profile.py --from-json benchmarks/results/vit_op_profile.json   # reprint
 """
 
 from __future__ import annotations
@@ -105,6 +106,10 @@ def profile(path, runs=300, warmup=30) -> dict:
     return {"path": os.path.basename(path), "ops": rows, "whole_us": whole}
 
 
+#: Op types whose work is proportional to the number of heads or MLP units of a transformer block.
+SCALING = ("FULLY_CONNECTED", "BATCH_MATMUL", "SOFTMAX", "GELU")
+
+
 def by_type(prof, floor=0.0) -> dict:
     """``{op type: [count, µs]}``, each op's time less ``floor`` (not below 0)."""
     out = collections.defaultdict(lambda: [0, 0.0])
@@ -134,6 +139,12 @@ def table(a, b, label_a="dense", label_b="compacted") -> str:
     lines.append(f"| **whole model** | | {a['whole_us']:.1f} | | {b['whole_us']:.1f} | "
                  f"{a['whole_us'] / b['whole_us']:.2f} | |")
     lines.append("")
+    scaling = [n for n in SCALING if n in na or n in nb]
+    for label, pick in ((f"ops whose work scales with heads and units ({', '.join(scaling)})", lambda n: n in SCALING),
+                        ("all other ops", lambda n: n not in SCALING)):
+        xa = sum(v[1] for n, v in na.items() if pick(n))
+        xb = sum(v[1] for n, v in nb.items() if pick(n))
+        lines.append(f"{label}, µs less floor: {xa:.1f} ({label_a}) → {xb:.1f} ({label_b}), ÷ {xa / xb:.2f}")
     lines.append(f"floor = the cheapest op timed alone, {floor:.2f} µs (an upper bound of the per-invoke "
                  "overhead each one-op model adds)")
     return "\n".join(lines)
@@ -141,13 +152,24 @@ def table(a, b, label_a="dense", label_b="compacted") -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("dense")
-    p.add_argument("compacted")
+    p.add_argument("dense", nargs="?")
+    p.add_argument("compacted", nargs="?")
+    p.add_argument("--from-json", default=None, help="print the tables of an earlier --json, measuring nothing")
     p.add_argument("--runs", type=int, default=300)
     p.add_argument("--warmup", type=int, default=30)
     p.add_argument("--cpu", type=int, default=None, help="pin the process to this CPU")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
+    if args.from_json:
+        import json
+        with open(args.from_json) as f:
+            saved = json.load(f)
+        print(table(saved["dense"], saved["compacted"]))
+        print(f"\n1-minute load average before/after: {saved['loadavg_before'][0]:.2f} / "
+              f"{saved['loadavg_after'][0]:.2f}; CPU {saved['cpu']}")
+        return 0
+    if args.dense is None or args.compacted is None:
+        p.error("give DENSE and COMPACTED .tflite files (or --from-json)")
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
     load = os.getloadavg()
