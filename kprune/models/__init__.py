@@ -1,7 +1,7 @@
 """kprune's model zoo: CIFAR-style classics, any keras.applications model, or a .keras file.
 
 Zoo names (see :func:`names`): ``vgg16``, ``vgg19``, ``resnet18``, ``resnet50``,
-``resnet20``, ``resnet56``, ``mobilenetv2``, ``lenet5``, ``lenet300_100``. Every zoo
+``resnet20``, ``resnet56``, ``mobilenetv2``, ``lenet5``, ``lenet300_100``, ``vit``. Every zoo
 model is a functional Keras model that accepts any ``input_shape`` and ``num_classes``
 and a ``width`` multiplier applied to every channel count as
 ``max(1, floor(channels * width + 0.5))`` (round half up, at least one channel;
@@ -33,7 +33,7 @@ import keras
 
 from kprune.errors import KPruneError
 from kprune.models.registry import lookup, names, register, scale  # noqa: F401
-from kprune.models import applications, lenet, mobilenet, resnet, vgg  # noqa: F401  (registers)
+from kprune.models import applications, lenet, mobilenet, resnet, vgg, vit  # noqa: F401  (registers)
 
 
 def _check_shape(input_shape):

@@ -13,7 +13,8 @@ from kprune.errors import KPruneError
 from kprune.models import applications
 from kprune.models.registry import scale
 
-ZOO = ["vgg16", "vgg19", "resnet18", "resnet50", "resnet20", "resnet56", "mobilenetv2", "lenet5", "lenet300_100"]
+ZOO = ["vgg16", "vgg19", "resnet18", "resnet50", "resnet20", "resnet56", "mobilenetv2", "lenet5", "lenet300_100",
+       "vit"]
 
 
 def trainable_count(model):
