@@ -1,9 +1,9 @@
 """Fine-tuning with distillation (kprune.models.distill, on keras.distillation)."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import keras
 
 import kprune
 from kprune.models import distill

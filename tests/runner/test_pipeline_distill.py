@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import kprune.io
-import kprune.runner.pipeline as pipeline
+from kprune.runner import pipeline
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/usr/share/datasets/fashion-mnist")
                                 and not os.environ.get("KPRUNE_DATA_DIR"), reason="needs Fashion-MNIST")
