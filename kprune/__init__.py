@@ -86,6 +86,7 @@ _LAZY = {
     "compact": ("kprune.graph", "compact"),
     "LotteryTicket": ("kprune.callbacks.lottery", "LotteryTicket"),
     "recalibrate_bn": ("kprune.pruning.batchnorm", "recalibrate_bn"),
+    "distill_finetune": ("kprune.models.distill", "distill_finetune"),
 }
 _SUBPACKAGES = ("config", "wrappers", "criteria", "schedules", "pruning", "graph", "counting", "callbacks",
                 "search", "models", "data", "runner", "export")
@@ -107,6 +108,6 @@ def __getattr__(name):
 
 
 __all__ = ["Recipe", "wrap", "strip", "compact", "count", "sparsity", "groups", "PruneWrapper", "LotteryTicket",
-           "recalibrate_bn",
+           "recalibrate_bn", "distill_finetune",
            "Pruner", "PruningCallback", "KPruneError", "RecipeError", "UnsupportedLayerError",
            "GraphError", "DataError", "ExportError"]

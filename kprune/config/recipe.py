@@ -48,6 +48,12 @@ def _granularity_check(value):
     return granularity.check(value)
 
 
+def _temperature_check(value):
+    if value <= 0:
+        return "must be > 0 (a softmax temperature: 1 is the plain softmax, larger values soften it; 4 is usual)."
+    return None
+
+
 def _block_shape_check(value):
     if value is not None and (len(value) != 2 or any(v < 1 for v in value)):
         return "must be two positive integers [rows, cols], e.g. [1, 4]."
@@ -68,6 +74,21 @@ TRAIN = S.Section({
     "lr_schedule": F("str", "constant", choices=("constant", "cosine", "step")),
     "weight_decay": F("float", 0.0, low=0.0, doc="decoupled weight decay (the Keras optimizer's weight_decay)"),
 }, doc="training settings")
+
+DISTILL = S.Section({
+    "alpha": F("float", 0.5, low=0.0, high=1.0,
+               doc="weight of the labels' loss (Keras' student_loss_weight); 1 − alpha weighs the distillation "
+                   "loss: 1 = no distillation, 0 = the teacher only"),
+    "temperature": F("float", 4.0, check=_temperature_check,
+                     doc="softmax temperature of teacher and student logits, > 0"),
+}, doc="knowledge distillation from the dense model (kprune.models.distill)")
+
+FINETUNE = S.Section({
+    **TRAIN.fields,
+    "distill": F("dict", None, section=DISTILL, nullable=True,
+                 doc="fine-tune with the dense model before pruning as teacher: {alpha, temperature} "
+                     "(null = off; {} = alpha 0.5, temperature 4)"),
+}, doc="fine-tuning settings")
 
 MODEL = S.Section({
     "name": F("str", "lenet300_100", doc="zoo name, keras.applications name, or a path ending in .keras"),
@@ -140,7 +161,7 @@ ROOT = S.Section({
     "data": F("dict", {}, section=DATA),
     "train": F("dict", {}, section=TRAIN),
     "prune": F("dict", {}, section=PRUNE),
-    "finetune": F("dict", {}, section=TRAIN),
+    "finetune": F("dict", {}, section=FINETUNE),
     "export": F("dict", {}, section=EXPORT),
     "seed": F("int", 0, doc="global seed"),
     "name": F("str", None, nullable=True, doc="experiment name"),

@@ -106,8 +106,13 @@ class Run:
         return models.get(m["name"], input_shape=shape, num_classes=classes, width=m["width"])
 
 
-def _fit_epochs(run: Run, model, section: str, cfg: dict, callbacks=(), make_model=None):
-    """Trains epoch by epoch with a checkpoint after each; resumes from the last one."""
+def _fit_epochs(run: Run, model, section: str, cfg: dict, callbacks=(), make_model=None, teacher=None):
+    """Trains epoch by epoch with a checkpoint after each; resumes from the last one.
+
+    With ``teacher`` and ``cfg["distill"]`` (fine-tuning), ``model`` is trained by a
+    :class:`kprune.models.distill.Distiller` towards the teacher's logits; the checkpoints hold
+    the student and, beside it, the Distiller's optimizer state (``*.optimizer.npz``).
+    """
     from kprune.models import training
     epochs = cfg["epochs"]
     info = run.state["stages"].get(section, {})
@@ -116,17 +121,23 @@ def _fit_epochs(run: Run, model, section: str, cfg: dict, callbacks=(), make_mod
         model = keras.saving.load_model(run.path(info.get("checkpoint", f"ckpt/{section}.keras")))
         log.info("resuming %s at epoch %d", section, start)
     steps = cfg["steps_per_epoch"] or training.steps_in(run.dataset("train"))
-    if getattr(model, "optimizer", None) is None or not start:
-        training.compile_model(model, cfg, steps, epochs)
-    test = run.dataset("test")
+    distill = cfg.get("distill") if teacher is not None else None
     # one fit per epoch (per-epoch shuffle seed and checkpoint); EpochProgbar prints "Epoch k/N"
     # of the whole stage and leaves sparsity/<layer> to log.jsonl
     bar = progress.EpochProgbar(epochs)
+    if distill:
+        trainer, fit_callbacks = _distiller(run, model, teacher, cfg, steps, epochs, info if start else {},
+                                            list(callbacks) + [bar])
+    else:
+        if getattr(model, "optimizer", None) is None or not start:
+            training.compile_model(model, cfg, steps, epochs)
+        trainer, fit_callbacks = model, list(callbacks) + [bar]
+    test = run.dataset("test")
     for epoch in range(start, epochs):
         t0 = time.time()
-        hist = model.fit(run.dataset("train", epoch=epoch), initial_epoch=epoch, epochs=epoch + 1,
-                         steps_per_epoch=cfg["steps_per_epoch"], callbacks=list(callbacks) + [bar], shuffle=False,
-                         verbose=progress.console_verbose() if run.verbose else 0)
+        hist = trainer.fit(run.dataset("train", epoch=epoch), initial_epoch=epoch, epochs=epoch + 1,
+                           steps_per_epoch=cfg["steps_per_epoch"], callbacks=fit_callbacks, shuffle=False,
+                           verbose=progress.console_verbose() if run.verbose else 0)
         acc = training.accuracy(model, test)
         metrics = {k: float(v[-1]) for k, v in hist.history.items() if not k.startswith("sparsity/")}
         layers = {k[len("sparsity/"):]: float(v[-1]) for k, v in hist.history.items() if k.startswith("sparsity/")}
@@ -137,14 +148,51 @@ def _fit_epochs(run: Run, model, section: str, cfg: dict, callbacks=(), make_mod
         run.event(stage=section, epoch=epoch + 1, test_accuracy=acc, seconds=round(time.time() - t0, 2), **metrics)
         ckpt = f"ckpt/{section}-e{epoch + 1}.keras"
         save_model_atomic(model, run.path(ckpt))
+        if distill:
+            _save_optimizer(trainer.optimizer, run.path(_optimizer_file(ckpt)))
         previous = run.state["stages"].get(section, {}).get("checkpoint")
         skipped = {n: r for cb in callbacks if getattr(cb, "pruner", None) is not None
                    for n, r in cb.pruner.skipped.items()}
         run.mark(section, epoch=epoch + 1, test_accuracy=acc, checkpoint=ckpt,
                  **({"skipped": skipped} if skipped else {}))
-        if previous and previous != ckpt and os.path.exists(run.path(previous)):
-            os.unlink(run.path(previous))  # only now: the committed state names the new one
+        if previous and previous != ckpt:  # only now: the committed state names the new one
+            for old in (previous, _optimizer_file(previous)):
+                if os.path.exists(run.path(old)):
+                    os.unlink(run.path(old))
     return model
+
+
+def _optimizer_file(checkpoint: str) -> str:
+    return checkpoint[:-len(".keras")] + ".optimizer.npz"
+
+
+def _save_optimizer(optimizer, path):
+    import io
+
+    import numpy as np
+
+    from kprune.io import atomic_write_bytes
+    store = {}
+    optimizer.save_own_variables(store)
+    buf = io.BytesIO()
+    np.savez(buf, **store)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def _distiller(run: Run, student, teacher, cfg: dict, steps: int, epochs: int, resumed: dict, callbacks):
+    """The compiled Distiller that fine-tunes ``student`` (``finetune.distill``) and the fit's
+    callbacks (they see the student); on resume its optimizer state is read back."""
+    from kprune.models import distill, training
+    kd = cfg["distill"]
+    trainer = distill.make_distiller(student, teacher, alpha=kd["alpha"], temperature=kd["temperature"],
+                                     optimizer=training.make_optimizer(cfg, steps, epochs))
+    if resumed.get("checkpoint"):
+        import numpy as np
+        with np.load(run.path(_optimizer_file(resumed["checkpoint"]))) as saved:
+            store = {k: saved[k] for k in saved.files}
+        trainer.optimizer.build(trainer.trainable_variables)
+        trainer.optimizer.load_own_variables(store)
+    return trainer, distill.student_callbacks(callbacks, student)
 
 
 def _statistics_data(r: Run):
@@ -236,13 +284,19 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
             print(progress.sparsity_note(pruned))
             print(f"test accuracy right after pruning {pruned_acc:.4f}", flush=True)
 
-    # 3. fine-tune (gradual schedules prune here)
-    progress.stage(3, n_stages, "fine-tuning", f"{recipe.finetune['epochs']} epoch(s)", verbose)
+    # 3. fine-tune (gradual schedules prune here), with finetune.distill towards the dense model
+    kd = recipe.finetune["distill"]
+    progress.stage(3, n_stages, "fine-tuning", f"{recipe.finetune['epochs']} epoch(s)" + (
+        f", distilled from the dense model (alpha {kd['alpha']:g}, temperature {kd['temperature']:g})"
+        if kd else ""), verbose)
     if r.done("finetune"):
         pruned = keras.saving.load_model(r.path("ckpt/finetuned.keras"))
     else:
         if recipe.finetune["epochs"] > 0:
-            pruned = _fit_epochs(r, pruned, "finetune", recipe.finetune, callbacks=[kprune.PruningCallback(data=_statistics_data(r))])
+            from kprune.models.distill import frozen_copy
+            teacher = frozen_copy(dense) if kd else None  # a copy: dense.keras is saved and exported as is
+            pruned = _fit_epochs(r, pruned, "finetune", recipe.finetune, teacher=teacher,
+                                 callbacks=[kprune.PruningCallback(data=_statistics_data(r))])
         elif schedule != "oneshot":
             log.warning("schedule `%s` prunes during fine-tuning, but finetune.epochs is 0: nothing pruned",
                         schedule)
@@ -281,6 +335,7 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
         "macs": {"original": c0.macs, "speedup": c1.macs, "effective": c1.effective_macs},
         "sparsity": sparsity,
         "compact_method": r.state["stages"]["compact"]["method"],
+        "distill": recipe.finetune["distill"] if recipe.finetune["epochs"] > 0 else None,
         "skipped": skipped,
     }
     if recipe.prune["recalibrate_bn"]:

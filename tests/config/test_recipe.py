@@ -126,3 +126,22 @@ def test_recipes_readme_documents_every_key():
 
     missing = [p for p in walk(R.ROOT, "") if f"`{p}`" not in text]
     assert not missing, f"recipes/README.md does not document: {missing}"
+
+
+def test_finetune_distill_is_off_by_default_and_validated():
+    assert Recipe.from_dict({}).finetune["distill"] is None
+    assert Recipe.from_dict({"finetune": {"distill": {}}}).finetune["distill"] == {"alpha": 0.5, "temperature": 4.0}
+    r = Recipe.from_yaml("finetune: {epochs: 2, distill: {alpha: 0.3, temperature: 2}}")
+    assert r.finetune["distill"] == {"alpha": 0.3, "temperature": 2.0}
+    bad = [({"alpha": 1.5}, r"finetune\.distill\.alpha.*<= 1\.0 \(allowed range \[0\.0, 1\.0\]\).*alpha=1\.5"),
+           ({"alpha": -0.1}, r"finetune\.distill\.alpha.*>= 0\.0.*alpha=-0\.1"),
+           ({"alpha": "half"}, r"finetune\.distill\.alpha.*must be a number.*alpha='half'"),
+           ({"temperature": 0}, r"finetune\.distill\.temperature.*must be > 0.*temperature=0\.0"),
+           ({"temperature": -3}, r"finetune\.distill\.temperature.*must be > 0.*temperature=-3\.0"),
+           ({"temp": 4}, r"finetune\.distill\.temp.*unknown key.*alpha, temperature"),
+           (0.5, r"finetune\.distill.*must be a mapping.*distill=0\.5")]
+    for value, pattern in bad:
+        with pytest.raises(RecipeError, match=pattern):
+            Recipe.from_dict({"finetune": {"distill": value}})
+    with pytest.raises(RecipeError, match=r"train\.distill.*unknown key"):  # the dense model has no teacher
+        Recipe.from_dict({"train": {"distill": {}}})
