@@ -136,6 +136,7 @@ class PruningCallback(keras.callbacks.Callback):
         last = self.pruner.schedule.last_update_step()
         if last is not None and self.pruner.step <= last:
             import warnings
-            warnings.warn(f"training stopped at pruning step {self.pruner.step}, before the schedule's "
-                          f"last update at step {last}: the final sparsity was not reached. Train "
+            done = self.pruner.step
+            warnings.warn(f"training stopped after {done} step(s), before the schedule's last update at step "
+                          f"{last} (steps count from 0): the final sparsity was not reached. Train "
                           "longer or end the schedule earlier.", stacklevel=2)

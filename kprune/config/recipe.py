@@ -133,7 +133,7 @@ PRUNE = S.Section({
     "dependency_aware": F("bool", True, doc="prune coupled channels together (filter granularity)"),
     "aggregate": F("str", "sum", choices=("sum", "mean", "max"),
                    doc="how a channel group's score combines its members' scores"),
-    "round_to": F("int", 1, low=1, doc="keep channel counts multiples of this"),
+    "round_to": F("int", 1, low=1, doc="keep channel counts multiples of this (attention heads: kept heads x head size)"),
     "min_keep": F("int", 1, low=1, doc="never keep fewer channels than this in a group"),
     "schedule": F("custom", {"name": "oneshot"}, check=_schedule_check),
     "config_list": F("list", [{"op_types": ["Conv2D", "Dense"], "sparsity": 0.5}], item=F("dict", section=CONFIG_ENTRY),

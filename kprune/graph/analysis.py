@@ -12,6 +12,7 @@ see ``docs/surgery.md``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import keras
@@ -75,6 +76,8 @@ class ChannelGroup:
         reason: why not, when ``prunable`` is False.
         unit: what one element of the group is: ``"channel"`` (filters, units, channels), or
             ``"head"`` (attention heads, pruned with ``granularity: head``).
+        width: channels of each projection one element stands for: 1 for a channel, the head
+            size (the gcd of key and value sizes) for a head.
     """
 
     id: int
@@ -84,6 +87,14 @@ class ChannelGroup:
     reason: str | None
     roots: np.ndarray = field(default=None, repr=False)
     unit: str = "channel"
+    width: int = 1
+
+    def round_step(self, round_to: int) -> int:
+        """The multiple the kept count must be for every kept channel count to be a multiple of
+        ``round_to``: ``round_to`` for channels; for heads of size ``width``,
+        ``round_to / gcd(round_to, width)`` (1 when the head size is already a multiple)."""
+        round_to = max(1, int(round_to))
+        return round_to // math.gcd(round_to, max(1, int(self.width)))
 
     def _role(self, role):
         return [m for m in self.members if m.role == role]
@@ -326,8 +337,9 @@ def _summarize(state: ChannelState, roots: np.ndarray) -> list:
                                   requires_zero=bool(req) and mkey[3] == "consumer"))
         group_roots = pair_root[root_first[idx]]
         unit = state.units.get(int(group_roots[0]), "channel") if state.units else "channel"
+        width = state.widths.get(int(group_roots[0]), 1) if state.widths else 1
         result.append((min(mids), ChannelGroup(0, len(idx), members, reason is None, reason,
-                                               group_roots.astype(np.int64), unit)))
+                                               group_roots.astype(np.int64), unit, width)))
     result.sort(key=lambda fg: (fg[0], int(fg[1].roots[0])))
     out = []
     for i, (_, g) in enumerate(result):

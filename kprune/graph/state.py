@@ -41,17 +41,24 @@ class ChannelState:
         self.reasons: dict[int, str] = {}
         self.producers: set[int] = set()
         self.units: dict[int, str] = {}
+        self.widths: dict[int, int] = {}
         self.touches: list[Touch] = []
 
-    def fresh(self, n: int, reason: str | None = None, producer: bool = False, unit: str = "channel") -> np.ndarray:
+    def fresh(self, n: int, reason: str | None = None, producer: bool = False, unit: str = "channel",
+              width: int = 1) -> np.ndarray:
         """``n`` new labels; ``unit`` names what one label is (``"channel"``, or ``"head"`` for
-        attention heads, which are pruned only with ``granularity: head``)."""
+        attention heads, which are pruned only with ``granularity: head``); ``width`` is how many
+        channels of each projection one label stands for (a head's size), which ``round_to``
+        uses."""
         start = len(self.parent)
         self.parent.extend(range(start, start + n))
         labels = np.arange(start, start + n, dtype=np.int64)
         if unit != "channel":
             for i in range(start, start + n):
                 self.units[i] = unit
+        if width != 1:
+            for i in range(start, start + n):
+                self.widths[i] = int(width)
         if reason is not None:
             for i in range(start, start + n):
                 self.reasons[i] = reason

@@ -89,7 +89,7 @@ def channel_keep(scores, sparsity: float, round_to: int = 1, min_keep: int = 1, 
 
 
 def global_keep(scores: list, sparsity: float, costs: list | None = None, max_per_unit: float = 1.0,
-                min_keep: int = 0, round_to: int = 1, frozen: list | None = None) -> list:
+                min_keep: int = 0, round_to: int | list = 1, frozen: list | None = None) -> list:
     """Global ranking across units (layers or channel groups).
 
     Prunes the lowest-scored entries over all units until the pruned cost reaches
@@ -102,7 +102,8 @@ def global_keep(scores: list, sparsity: float, costs: list | None = None, max_pe
         costs: per-entry cost arrays (default 1 per entry, i.e. a fraction of entries).
         max_per_unit: the most any unit may be pruned (fraction of its entries).
         min_keep: entries every unit keeps.
-        round_to: kept counts rounded up to multiples of this (channel groups).
+        round_to: kept counts rounded up to multiples of this (channel groups); a list gives
+            one multiple per unit (heads: :meth:`kprune.graph.ChannelGroup.round_step`).
         frozen: per-unit bool arrays of entries already pruned (hard pruning).
 
     Returns:
@@ -135,10 +136,11 @@ def global_keep(scores: list, sparsity: float, costs: list | None = None, max_pe
         pruned_count[u] += 1
         spent += allcost[idx]
     out, start = [], 0
-    for n, s in zip(sizes, scores):
+    steps = list(round_to) if isinstance(round_to, (list, tuple)) else [round_to] * len(sizes)
+    for n, s, step in zip(sizes, scores, steps):
         k = keep[start:start + n]
-        if round_to > 1 and k.sum() % round_to:
-            want = min(n, int(math.ceil(k.sum() / round_to) * round_to))
+        if step > 1 and k.sum() % step:
+            want = min(n, int(math.ceil(k.sum() / step) * step))
             extra = np.argsort(-np.where(k, -np.inf, allscores[start:start + n]), kind="stable")
             k = k.copy()
             k[extra[:want - int(k.sum())]] = True

@@ -206,11 +206,12 @@ class FilterUpdater:
         if job.is_global():
             keeps = allocation.global_keep(
                 [s for _, _, s, _, _ in scored], targets[job.key(job.members[0])], costs=[c for *_, c, _ in scored],
-                max_per_unit=spec["max_sparsity_per_layer"], min_keep=min_keep, round_to=round_to,
+                max_per_unit=spec["max_sparsity_per_layer"], min_keep=min_keep,
+                round_to=[g.round_step(round_to) for g, *_ in scored],
                 frozen=None if p.soft else [f for *_, f in scored])
         else:
-            keeps = [allocation.channel_keep(s, min(targets[job.key(w)] for w in ws), round_to, min_keep,
-                                             None if p.soft else f)
+            keeps = [allocation.channel_keep(s, min(targets[job.key(w)] for w in ws), g.round_step(round_to),
+                                             min_keep, None if p.soft else f)
                      for g, ws, s, _, f in scored]
         for (g, *_), keep in zip(scored, keeps):
             apply_group_mask(g, keep, soft=p.soft and not p.finalizing)

@@ -89,7 +89,8 @@ def find_units(model, prune: dict) -> list:
         for g in graph.groups(model):
             producers = g.layer_names("producer")
             chosen = [n for n in producers if n in specs]
-            if not chosen or not g.prunable or set(producers) & excluded:
+            # heads are pruned only with granularity: head, which a search does not allocate
+            if not chosen or not g.prunable or g.unit != "channel" or set(producers) & excluded:
                 continue
             units.append(Unit(chosen[0], tuple(chosen), int(g.size), int(g.id), specs[chosen[0]]["criterion"]))
     if not units:

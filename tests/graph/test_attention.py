@@ -173,3 +173,20 @@ def test_gated_mlp_units_are_one_group_and_compact_exactly(einsum):
     small = kprune.compact(wrapped)
     assert int(small.get_layer("up").kernel.shape[-1]) == 12 and int(small.get_layer("gate").kernel.shape[-1]) == 12
     np.testing.assert_allclose(small(xs, training=False), wrapped(xs, training=False), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("scope", ["layerwise", "global"])
+@pytest.mark.parametrize("round_to,heads_kept", [(1, 1), (4, 1), (8, 2), (16, 4)])
+def test_round_to_keeps_head_channel_counts_multiples(scope, round_to, heads_kept):
+    """round_to applies to channels: heads of size 4 are kept in multiples of round_to / gcd(round_to, 4)."""
+    model = _block("mha")
+    assert [g.width for g in kprune.groups(model) if g.unit == "head"] == [4]
+    recipe = _recipe(schedule={"name": "oneshot"}, scope=scope, sparsity=0.75)
+    recipe["prune"]["round_to"] = round_to
+    if scope == "global":  # one global entry: the heads alone
+        recipe["prune"]["config_list"] = recipe["prune"]["config_list"][:1]
+    wrapped = kprune.wrap(model, recipe)
+    kprune.Pruner(wrapped).prune_now()
+    small = kprune.compact(wrapped)
+    cfg = small.get_layer("att").get_config()
+    assert cfg["num_heads"] == heads_kept  # channel round_to on the head count would keep all 4 at 8 and 16

@@ -4,7 +4,10 @@ attention — ``MultiHeadAttention`` and ``GroupQueryAttention`` — whose heads
 
 from __future__ import annotations
 
+import math
+
 import keras
+
 import numpy as np
 
 from kprune.graph.layers.base import LayerRule, elements, prod, register
@@ -30,7 +33,7 @@ def _tensor_args(call) -> dict:
     return {k: v for k, v in named.items() if isinstance(v, keras.KerasTensor)}
 
 
-def record_heads(state, op, units: int, per: int, producers, consumers, reason=None) -> np.ndarray:
+def record_heads(state, op, units: int, per: int, producers, consumers, reason=None, width: int = 1) -> np.ndarray:
     """Records ``units`` attention heads as prunable units (``granularity: head``).
 
     Args:
@@ -43,11 +46,13 @@ def record_heads(state, op, units: int, per: int, producers, consumers, reason=N
             value kernels and biases.
         consumers: ``[(weight path, head axis)]``: the output projection (query-head indexed).
         reason: makes the heads unprunable with this reason.
+        width: the head size (gcd of key and value sizes), so that ``round_to`` rounds the kept
+            heads to keep channel counts multiples of it (:meth:`ChannelGroup.round_step`).
 
     Returns:
         The units' labels.
     """
-    heads = state.fresh(units, producer=True, unit="head", reason=reason)
+    heads = state.fresh(units, producer=True, unit="head", reason=reason, width=width)
     q_heads = np.repeat(heads, per)
     for path, axis, by_query in producers:
         state.touch(q_heads if by_query else heads, op, path, axis, "producer")
@@ -141,7 +146,8 @@ class AttentionRule(LayerRule):
         value = named["value"]
         for role, tensor in (("query", named["query"]), ("key", named.get("key", value)), ("value", value)):
             ctx.consumer(f"_{role}_dense.kernel", 0, info=info[id(tensor)])
-        record_heads(ctx.state, ctx.op, *self.heads(layer)[:2], *head_slices(layer))
+        units, per, _, _, key_dim, value_dim = self.heads(layer)
+        record_heads(ctx.state, ctx.op, units, per, *head_slices(layer), width=math.gcd(key_dim, value_dim))
         n = int(call.out_tensors[0].shape[-1])
         out = ctx.state.fresh(n, producer=True)
         ctx.state.touch(out, ctx.op, "_output_dense.kernel", 2, "producer")

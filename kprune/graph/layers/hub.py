@@ -22,6 +22,8 @@ unprunable with that reason; its MLP units prune.
 
 from __future__ import annotations
 
+import math
+
 import keras
 
 from kprune.graph.layers.attention import (AttentionRule, attention_weights, head_slices, record_heads,
@@ -53,8 +55,9 @@ class ViTEncoderRule(LayerRule):
         ctx.block_inputs(_STREAM.format(what=ctx.what, norm="LayerNormalization"))
         for i, block in enumerate(self.blocks(layer)):
             mha, mlp = block.mha, block.mlp
-            record_heads(ctx.state, ctx.op, *AttentionRule.heads(mha)[:2],
-                         *head_slices(mha, f"encoder_layers.{i}.mha."))
+            units, per, _, _, key_dim, value_dim = AttentionRule.heads(mha)
+            record_heads(ctx.state, ctx.op, units, per, *head_slices(mha, f"encoder_layers.{i}.mha."),
+                         width=math.gcd(key_dim, value_dim))
             up = f"encoder_layers.{i}.mlp.dense_1"
             producers = [(f"{up}.kernel", 1)] + ([(f"{up}.bias", 0)] if mlp.dense_1.bias is not None else [])
             reason = None if activation_is_zero_at_zero(mlp.dense_1.activation) else (
@@ -206,8 +209,10 @@ class _DecoderRule(LayerRule):
             producers.append((f"{names[role]}.kernel", axis, role == "query"))
             if biased[role]:
                 biases.append((f"{names[role]}.bias", 0, role == "query"))
+        att = getattr(layer, self.attention)
+        width = getattr(att, "head_dim", None) or getattr(att, "_head_dim", None) or 1
         record_heads(ctx.state, ctx.op, units, per, producers + biases, [(f"{names['output']}.kernel", out_axis)],
-                     self.head_reason(layer, ctx.what))
+                     self.head_reason(layer, ctx.what), width=int(width))
         n = int(self._dense(layer, self.up).kernel.shape[-1])
         record_units(ctx.state, ctx.op, n, [(f"{p}.kernel", 1) for p in (self.up, self.gate) if p],
                      [(f"{self.down}.kernel", 0)])
