@@ -70,7 +70,7 @@ def host() -> dict:
 
 def recipe(criterion: str, sparsity: float, seed: int, calib_batches: int) -> dict:
     """The one-shot filter-pruning recipe of one run."""
-    return {"prune": {"criterion": criterion, "granularity": "filter", "dependency_aware": True,
+    return {"prune": {"criterion": criterion, "granularity": "filter", "dependency_aware": True, "round_to": 1,
                       "scope": "global" if criterion == "slim" else "layerwise",
                       "schedule": {"name": "oneshot"}, "seed": int(seed),
                       "statistics_batches": int(calib_batches),

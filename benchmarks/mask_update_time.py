@@ -54,7 +54,7 @@ DEFAULT = ("level", "l1", "l2", "fpgm", "apoz", "mean_activation", "taylor_fo", 
 def recipe(criterion: str, sparsity: float, batches: int) -> dict:
     weight = criterion in WEIGHT
     scope = "global" if criterion in ("slim", "global_magnitude", "global_gradient_magnitude") else "layerwise"
-    return {"prune": {"criterion": criterion, "granularity": "weight" if weight else "filter",
+    return {"prune": {"criterion": criterion, "granularity": "weight" if weight else "filter", "round_to": 1,
                       "scope": scope, "statistics_batches": batches, "schedule": {"name": "oneshot"},
                       "config_list": [{"op_types": ["Conv2D", "Dense"] if weight else ["Conv2D"],
                                        "sparsity": sparsity}]}}

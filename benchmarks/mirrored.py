@@ -46,7 +46,7 @@ def build_model(input_shape, classes):
 
 
 def recipe(end_step: int):
-    return {"prune": {"criterion": "taylor_fo", "granularity": "filter", "statistics_batches": 2,
+    return {"prune": {"criterion": "taylor_fo", "granularity": "filter", "round_to": 1, "statistics_batches": 2,
                       "schedule": {"name": "agp", "start_step": 0, "end_step": end_step,
                                    "frequency": max(1, end_step // 4)},
                       "config_list": [{"op_types": ["Conv2D"], "sparsity": 0.5},

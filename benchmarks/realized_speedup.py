@@ -50,7 +50,7 @@ from kprune.counting.counter import count  # noqa: E402
 from kprune.export import compare, to_tflite  # noqa: E402
 
 
-def recipe(sparsity: float, round_to: int) -> dict:
+def recipe(sparsity: float, round_to) -> dict:
     """The uniform dependency-aware L1 filter pruning recipe at ``sparsity``."""
     return {"prune": {"criterion": "l1", "granularity": "filter", "dependency_aware": True, "round_to": round_to,
                       "schedule": {"name": "oneshot"},
@@ -242,7 +242,8 @@ def main(argv=None) -> int:
     parser.add_argument("--models", nargs="+", default=["ResNet50", "MobileNetV2"])
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--macs", type=float, default=0.5, help="MACs kept by the pruned model (fraction).")
-    parser.add_argument("--round-to", nargs="+", type=int, default=[1, 8])
+    parser.add_argument("--round-to", nargs="+", type=lambda v: v if v == "auto" else int(v), default=[1, 8, "auto"],
+                        help="round_to values to compare (integers, or auto: kprune's default)")
     parser.add_argument("--threads", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--runs", type=int, default=60)
     parser.add_argument("--warmup", type=int, default=5)

@@ -42,7 +42,7 @@ def _recipe(args, seed):
                   "lr_schedule": args.lr_schedule, "weight_decay": args.weight_decay},
         "finetune": {"epochs": args.finetune_epochs, "optimizer": _optimizer(args.optimizer, args.finetune_lr),
                      "lr_schedule": args.lr_schedule, "weight_decay": args.weight_decay},
-        "prune": {"criterion": "l1", "granularity": "filter", "recalibrate_bn": args.recalibrate_bn,
+        "prune": {"criterion": "l1", "granularity": "filter", "round_to": 1, "recalibrate_bn": args.recalibrate_bn,
                   "config_list": [{"op_types": ["Conv2D", "Dense"], "sparsity": 0.5}]},
     })
 

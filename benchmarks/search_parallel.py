@@ -78,7 +78,7 @@ def main():
     model = _dense(args)
     recipe = {"seed": 0, "data": {"name": "fashion_mnist", "batch_size": 128, "take": args.train_take},
               "finetune": {"epochs": 1, "optimizer": {"name": "sgd", "learning_rate": 0.01, "momentum": 0.9}},
-              "prune": {"criterion": "l1", "granularity": "filter",
+              "prune": {"criterion": "l1", "granularity": "filter", "round_to": 1,
                         "config_list": [{"op_types": ["Conv2D"], "sparsity": 0.5}]}}
     options = {"grid": [0.2, 0.4, 0.6, 0.8]} if args.algorithm == "sensitivity" else \
         {"step": 0.1, "finetune_steps": args.finetune_steps}

@@ -183,7 +183,7 @@ def kprune_prune(dense, crit, channels, full, seed, calib):
     """Wrap, prune once to the per-layer ``channels`` and compact; returns the small model."""
     import kprune
     config = [{"op_names": [name], "sparsity": 1.0 - channels[name] / full[name]} for name in sorted(channels)]
-    recipe = {"prune": {"criterion": crit, "granularity": "filter", "dependency_aware": True, "scope": "layerwise",
+    recipe = {"prune": {"criterion": crit, "granularity": "filter", "dependency_aware": True, "round_to": 1, "scope": "layerwise",
                         "schedule": {"name": "oneshot"}, "seed": int(seed), "statistics_batches": len(calib),
                         "config_list": config}}
     wrapped = kprune.wrap(dense, recipe)

@@ -15,6 +15,7 @@ Example:
 from __future__ import annotations
 
 import copy
+import numbers
 import os
 import re
 
@@ -52,6 +53,16 @@ def _temperature_check(value):
     if value <= 0:
         return "must be > 0 (a softmax temperature: 1 is the plain softmax, larger values soften it; 4 is usual)."
     return None
+
+
+def _round_to_check(value, path, lines):
+    if value == "auto":
+        return value
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
+        raise RecipeError(path, "must be `auto` (the nearest multiple of 8 in groups of at least 16 channels, "
+                          "what XNNPACK's CPU kernels run fastest) or an integer >= 1 (kept channel counts "
+                          "rounded up to a multiple of it; 1 keeps them exact).", value, line=lines.get(path))
+    return int(value)
 
 
 def _block_shape_check(value):
@@ -133,7 +144,9 @@ PRUNE = S.Section({
     "dependency_aware": F("bool", True, doc="prune coupled channels together (filter granularity)"),
     "aggregate": F("str", "sum", choices=("sum", "mean", "max"),
                    doc="how a channel group's score combines its members' scores"),
-    "round_to": F("int", 1, low=1, doc="keep channel counts multiples of this (attention heads: kept heads x head size)"),
+    "round_to": F("custom", "auto", check=_round_to_check,
+                  doc="kept channel counts: `auto` (nearest multiple of 8 in groups of >= 16 channels, "
+                      "XNNPACK's tile) or an integer r (rounded up to a multiple of r; 1 = exact)"),
     "min_keep": F("int", 1, low=1, doc="never keep fewer channels than this in a group"),
     "schedule": F("custom", {"name": "oneshot"}, check=_schedule_check),
     "config_list": F("list", [{"op_types": ["Conv2D", "Dense"], "sparsity": 0.5}], item=F("dict", section=CONFIG_ENTRY),

@@ -12,7 +12,6 @@ see ``docs/surgery.md``.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import keras
@@ -88,13 +87,6 @@ class ChannelGroup:
     roots: np.ndarray = field(default=None, repr=False)
     unit: str = "channel"
     width: int = 1
-
-    def round_step(self, round_to: int) -> int:
-        """The multiple the kept count must be for every kept channel count to be a multiple of
-        ``round_to``: ``round_to`` for channels; for heads of size ``width``,
-        ``round_to / gcd(round_to, width)`` (1 when the head size is already a multiple)."""
-        round_to = max(1, int(round_to))
-        return round_to // math.gcd(round_to, max(1, int(self.width)))
 
     def _role(self, role):
         return [m for m in self.members if m.role == role]

@@ -4,7 +4,11 @@ Pure numpy functions. Ranking is by score, lowest pruned first, ties broken by p
 (stable sort), so results are deterministic. ``frozen`` marks units that are already pruned
 under hard pruning: they rank below everything and stay pruned.
 
-Rounding: a target sparsity ``s`` over ``n`` units prunes ``round(s * n)`` of them.
+Rounding: a target sparsity ``s`` over ``n`` units prunes ``round(s * n)`` of them. Kept channel
+counts are then rounded by ``round_to`` (:func:`round_kept`): an integer rounds them *up* to a
+multiple (never pruning more than asked); ``"auto"`` (the recipe default) rounds them to the
+*nearest* multiple of 8 — XNNPACK's CPU kernels tile output channels by 8, so other counts pay
+for padded tiles — in groups of at least 16 channels, and leaves smaller groups exact.
 """
 
 from __future__ import annotations
@@ -12,6 +16,42 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+AUTO_MULTIPLE = 8  # XNNPACK's GEMM/conv micro-kernels tile output channels by 8 (16 on AVX-512)
+AUTO_MIN_CHANNELS = 16  # below this, a multiple of 8 could only keep 8: the sparsity would be lost
+
+
+def round_kept(n: int, keep: int, round_to="auto", width: int = 1, min_keep: int = 1) -> int:
+    """Rounds a kept count ``keep`` of ``n`` units by ``round_to``.
+
+    Args:
+        n: units in the group (channels, or heads of ``width`` channels each).
+        keep: kept units before rounding.
+        round_to: an integer ``r`` (kept channels rounded *up* to a multiple of ``r``), or
+            ``"auto"`` (to the *nearest* multiple of 8, at least 8, in groups of at least 16
+            channels; smaller groups exact).
+        width: channels one unit stands for (a head's size); rounding applies to
+            ``units x width`` channels, so heads of size 8 are never constrained by 8.
+        min_keep: the least the result may be (when ``n`` allows).
+
+    Example:
+        >>> round_kept(64, 45, "auto"), round_kept(64, 43, "auto"), round_kept(12, 5, "auto")
+        (48, 40, 5)
+        >>> round_kept(64, 41, 8), round_kept(4, 1, 8, width=4)
+        (48, 2)
+    """
+    width = max(1, int(width))
+    if round_to == "auto":
+        if n * width < AUTO_MIN_CHANNELS:
+            return keep
+        step = AUTO_MULTIPLE // math.gcd(AUTO_MULTIPLE, width)
+        rounded = max(step, int(math.floor(keep / step + 0.5)) * step)
+        return min(n, max(rounded, min(min_keep, n)))
+    round_to = int(round_to)
+    step = round_to // math.gcd(round_to, width) if round_to > 1 else 1
+    if step > 1:
+        keep = min(n, int(math.ceil(keep / step) * step))
+    return keep
 
 
 def n_pruned(n: int, sparsity: float) -> int:
@@ -57,19 +97,16 @@ def weight_mask(scores, sparsity: float, frozen=None) -> np.ndarray:
     return keep.reshape(scores.shape)
 
 
-def kept_channels(n: int, sparsity: float, round_to: int = 1, min_keep: int = 1) -> int:
-    """How many of ``n`` channels survive ``sparsity``, respecting ``min_keep`` and ``round_to``.
-
-    ``round_to`` rounds the kept count *up* to a multiple (never below the target's keep).
-    """
+def kept_channels(n: int, sparsity: float, round_to=1, min_keep: int = 1, width: int = 1) -> int:
+    """How many of ``n`` channels survive ``sparsity``, respecting ``min_keep`` and ``round_to``
+    (see :func:`round_kept`; ``width``: channels per unit, for heads)."""
     keep = n - n_pruned(n, sparsity)
     keep = max(keep, min(min_keep, n))
-    if round_to > 1:
-        keep = min(n, int(math.ceil(keep / round_to) * round_to))
-    return keep
+    return round_kept(n, keep, round_to, width, min_keep)
 
 
-def channel_keep(scores, sparsity: float, round_to: int = 1, min_keep: int = 1, frozen=None) -> np.ndarray:
+def channel_keep(scores, sparsity: float, round_to=1, min_keep: int = 1, frozen=None,
+                 width: int = 1) -> np.ndarray:
     """Keep-mask over channels: the ``kept_channels`` highest-scored ones survive.
 
     Example:
@@ -78,8 +115,8 @@ def channel_keep(scores, sparsity: float, round_to: int = 1, min_keep: int = 1, 
     """
     scores = np.asarray(scores, dtype=np.float64)
     n = scores.size
-    keep_n = kept_channels(n, sparsity, round_to, min_keep)
-    if frozen is not None and round_to == 1:
+    keep_n = kept_channels(n, sparsity, round_to, min_keep, width)
+    if frozen is not None and round_to in (1, "auto"):
         # frozen channels stay pruned even if min_keep would want them back, unless all are frozen
         keep_n = min(keep_n, max(int(n - np.sum(frozen)), min(min_keep, n)))
     keep = np.zeros(n, dtype=bool)
@@ -89,7 +126,7 @@ def channel_keep(scores, sparsity: float, round_to: int = 1, min_keep: int = 1, 
 
 
 def global_keep(scores: list, sparsity: float, costs: list | None = None, max_per_unit: float = 1.0,
-                min_keep: int = 0, round_to: int | list = 1, frozen: list | None = None) -> list:
+                min_keep: int = 0, round_to=1, frozen: list | None = None, widths: list | None = None) -> list:
     """Global ranking across units (layers or channel groups).
 
     Prunes the lowest-scored entries over all units until the pruned cost reaches
@@ -102,8 +139,8 @@ def global_keep(scores: list, sparsity: float, costs: list | None = None, max_pe
         costs: per-entry cost arrays (default 1 per entry, i.e. a fraction of entries).
         max_per_unit: the most any unit may be pruned (fraction of its entries).
         min_keep: entries every unit keeps.
-        round_to: kept counts rounded up to multiples of this (channel groups); a list gives
-            one multiple per unit (heads: :meth:`kprune.graph.ChannelGroup.round_step`).
+        round_to: kept counts rounded afterwards by :func:`round_kept` (an integer or ``"auto"``).
+        widths: channels per entry of each unit (head sizes; default 1).
         frozen: per-unit bool arrays of entries already pruned (hard pruning).
 
     Returns:
@@ -136,14 +173,18 @@ def global_keep(scores: list, sparsity: float, costs: list | None = None, max_pe
         pruned_count[u] += 1
         spent += allcost[idx]
     out, start = [], 0
-    steps = list(round_to) if isinstance(round_to, (list, tuple)) else [round_to] * len(sizes)
-    for n, s, step in zip(sizes, scores, steps):
+    for i, (n, s) in enumerate(zip(sizes, scores)):
         k = keep[start:start + n]
-        if step > 1 and k.sum() % step:
-            want = min(n, int(math.ceil(k.sum() / step) * step))
+        have = int(k.sum())
+        want = round_kept(n, have, round_to, widths[i] if widths else 1, min_keep)
+        if want > have:  # the best-scored pruned entries come back
             extra = np.argsort(-np.where(k, -np.inf, allscores[start:start + n]), kind="stable")
             k = k.copy()
-            k[extra[:want - int(k.sum())]] = True
+            k[extra[:want - have]] = True
+        elif want < have:  # "auto" rounded down: the worst-scored kept entries go
+            worst = np.argsort(np.where(k, allscores[start:start + n], np.inf), kind="stable")
+            k = k.copy()
+            k[worst[:have - want]] = False
         out.append(k.reshape(np.shape(s)))
         start += n
     return out

@@ -199,19 +199,18 @@ class FilterUpdater:
         if not job.units:
             return
         p = self.pruner
-        round_to = int(p.plan.get("round_to", 1))
+        round_to = p.plan.get("round_to", "auto")
         min_keep = int(p.plan.get("min_keep", 1))
         crit, spec = job.criterion, job.spec
         scored = [(g, ws) + self._scores(g, crit, stats) for g, ws in job.units]
         if job.is_global():
             keeps = allocation.global_keep(
                 [s for _, _, s, _, _ in scored], targets[job.key(job.members[0])], costs=[c for *_, c, _ in scored],
-                max_per_unit=spec["max_sparsity_per_layer"], min_keep=min_keep,
-                round_to=[g.round_step(round_to) for g, *_ in scored],
-                frozen=None if p.soft else [f for *_, f in scored])
+                max_per_unit=spec["max_sparsity_per_layer"], min_keep=min_keep, round_to=round_to,
+                frozen=None if p.soft else [f for *_, f in scored], widths=[g.width for g, *_ in scored])
         else:
-            keeps = [allocation.channel_keep(s, min(targets[job.key(w)] for w in ws), g.round_step(round_to),
-                                             min_keep, None if p.soft else f)
+            keeps = [allocation.channel_keep(s, min(targets[job.key(w)] for w in ws), round_to, min_keep,
+                                             None if p.soft else f, width=g.width)
                      for g, ws, s, _, f in scored]
         for (g, *_), keep in zip(scored, keeps):
             apply_group_mask(g, keep, soft=p.soft and not p.finalizing)

@@ -281,7 +281,7 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
                 selected_unit_sparsity=progress.selected_unit_sparsity(pruned))
         r.mark("prune", done=True, test_accuracy=pruned_acc, test_accuracy_recalibrated=recal_acc)
         if verbose and pruned_now:
-            print(progress.sparsity_note(pruned))
+            print(progress.sparsity_note(pruned, recipe.prune.get("round_to", "auto")))
             print(f"test accuracy right after pruning {pruned_acc:.4f}", flush=True)
 
     # 3. fine-tune (gradual schedules prune here), with finetune.distill towards the dense model
@@ -303,7 +303,7 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
         save_model_atomic(pruned, r.path("ckpt/finetuned.keras"))
         r.mark("finetune", done=True, test_accuracy=training.accuracy(pruned, test))
         if verbose and schedule != "oneshot" and not searched:
-            print(progress.sparsity_note(pruned), flush=True)
+            print(progress.sparsity_note(pruned, recipe.prune.get("round_to", "auto")), flush=True)
     finetuned_acc = r.state["stages"]["finetune"]["test_accuracy"]
 
     # 4. compact (filters removed) or strip (fine-grained), then count

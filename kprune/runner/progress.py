@@ -104,8 +104,9 @@ def selected_unit_sparsity(model) -> dict:
     return {n: out[n] for n in selected if n in out}
 
 
-def sparsity_note(model) -> str:
-    """Two lines that tell the recipe's per-layer target from the total ``sparsity`` in the logs."""
+def sparsity_note(model, round_to=1) -> str:
+    """Two lines that tell the recipe's per-layer target from the total ``sparsity`` in the logs
+    (``round_to``: the recipe's, named when it moved the pruned fraction off the target)."""
     from kprune.wrappers.wrap import sparsity
 
     from kprune.wrappers.wrap import find_wrappers
@@ -122,7 +123,10 @@ def sparsity_note(model) -> str:
         unit = "filters/channels" if structured else "weights"
         lines.append(f"pruned {unit} of the {len(units)} selected layer(s): {values.min():.4f}"
                      + ("" if np.ptp(values) < 5e-5 else f" to {values.max():.4f}")
-                     + (f" (recipe sparsity {', '.join(f'{t:g}' for t in targets)})" if targets else ""))
+                     + (f" (recipe sparsity {', '.join(f'{t:g}' for t in targets)}"
+                        + (f"; kept channel counts rounded by round_to: {round_to}, 1 keeps them exact"
+                           if structured and round_to != 1 and any(abs(v - t) > 5e-5 for v in values for t in targets)
+                           else "") + ")" if targets else ""))
     lines.append(f"sparsity {total:.4f} = zeros in all wrapped kernels"
                  + (", coupled layers included (the next layers' input channels lose their weights "
                     "too), so it is higher than the recipe's per-layer target" if structured else ""))

@@ -66,7 +66,7 @@ class CostModel:
     def __init__(self, model, units: list, prune: dict, table=None):
         self.units = list(units)
         self.granularity = prune["granularity"]
-        self.round_to = int(prune.get("round_to", 1))
+        self.round_to = prune.get("round_to", "auto")
         self.min_keep = int(prune.get("min_keep", 1))
         self.table = table
         counts = counting.count(model)

@@ -51,13 +51,15 @@ def test_prune_prints_stages_epochs_and_the_sparsity_note(recipe, tmp_path):
     assert train.count("Epoch 1/2") == 1 and train.count("Epoch 2/2") == 1
     assert finetune.count("Epoch 1/2") == 1 and finetune.count("Epoch 2/2") == 1
     assert "sparsity/" not in text                       # per-layer entries stay off the console
-    assert "pruned filters/channels of the 4 selected layer(s): 0.5000 (recipe sparsity 0.5)" in text
+    # LeNet-5's 120 and 84 units keep 64 and 40 (round_to: auto, nearest multiple of 8); 6 and 16 stay exact
+    assert ("pruned filters/channels of the 4 selected layer(s): 0.4667 to 0.5238 (recipe sparsity 0.5; kept "
+            "channel counts rounded by round_to: auto, 1 keeps them exact)") in text
     assert "coupled layers included" in text
     events = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
     tuned = [e for e in events if e.get("stage") == "finetune"]
     assert len(tuned) == 2 and set(tuned[0]["layer_sparsity"]) >= {"conv1", "conv2", "fc1"}
     prune = next(e for e in events if e.get("stage") == "prune")
-    assert prune["selected_unit_sparsity"] == {"conv1": 0.5, "conv2": 0.5, "fc1": 0.5, "fc2": 0.5}
+    assert prune["selected_unit_sparsity"] == pytest.approx({"conv1": 0.5, "conv2": 0.5, "fc1": 56 / 120, "fc2": 44 / 84})
     assert prune["sparsity"] > 0.5                       # the total counts coupled input channels too
 
     # resumed after the first training epoch: the header still counts the whole stage

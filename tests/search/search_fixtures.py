@@ -6,7 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-PRUNE = {"criterion": "l1", "granularity": "filter",
+# exact channel counts: under the default round_to: auto the tiny model's 16-channel layers could
+# only keep 8 or 16, too coarse for the searches these tests exercise
+PRUNE = {"criterion": "l1", "granularity": "filter", "round_to": 1,
          "config_list": [{"op_types": ["Conv2D"], "sparsity": 0.5}]}
 
 
