@@ -11,6 +11,8 @@ import os
 import platform
 import statistics
 
+from _results import cpu_model
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -90,15 +92,7 @@ def machine() -> str:
     """One line describing the machine and the library versions."""
     import keras
     import tensorflow as tf
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    cpu = cpu_model()
     parts = [f"{cpu}, {os.cpu_count()} logical CPUs", f"Python {platform.python_version()}",
              f"TensorFlow {tf.__version__}", f"Keras {keras.__version__}"]
     try:

@@ -45,7 +45,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/: also when imported by a test
-from _results import mean_std_pct  # noqa: E402
+from _results import cpu_model, mean_std_pct  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -57,13 +57,7 @@ def host() -> dict:
     """Machine description: CPU model, core count, versions and the current load average."""
     import keras
     import tensorflow as tf
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "nproc": os.cpu_count(), "python": platform.python_version(),
+    return {"cpu": cpu_model(), "nproc": os.cpu_count(), "python": platform.python_version(),
             "tensorflow": tf.__version__, "keras": keras.__version__,
             "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}
 
@@ -219,17 +213,23 @@ def tables(results) -> str:
     return "\n".join(lines)
 
 
-def parse(argv):
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def protocol_arguments(p, finetune_take: int = 4000, finetune_epochs: int = 1) -> None:
+    """The protocol's options (seeds, model width, dense training, fine-tuning), shared with
+    ``distill_sweep.py``."""
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--width", type=float, default=0.5)
     p.add_argument("--train-take", type=int, default=15000)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--lr", type=float, default=0.05)
     p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--finetune-take", type=int, default=4000)
-    p.add_argument("--finetune-epochs", type=int, default=1)
+    p.add_argument("--finetune-take", type=int, default=finetune_take)
+    p.add_argument("--finetune-epochs", type=int, default=finetune_epochs)
     p.add_argument("--finetune-lr", type=float, default=0.01)
+
+
+def parse(argv):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    protocol_arguments(p)
     p.add_argument("--finetune-schedule", default="constant", choices=("constant", "cosine"),
                    help="fine-tuning learning rate: constant, or cosine from --finetune-lr to 0")
     p.add_argument("--test-take", type=int, default=3000)

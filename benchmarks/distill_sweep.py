@@ -159,15 +159,7 @@ def tables(results) -> str:
 
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--width", type=float, default=0.5)
-    p.add_argument("--train-take", type=int, default=15000)
-    p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--lr", type=float, default=0.05)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--finetune-take", type=int, default=15000)
-    p.add_argument("--finetune-epochs", type=int, default=2)
-    p.add_argument("--finetune-lr", type=float, default=0.01)
+    cs.protocol_arguments(p, finetune_take=15000, finetune_epochs=2)
     p.add_argument("--test-take", type=int, default=10000)
     p.add_argument("--bn-batches", type=int, default=20)
     p.add_argument("--levels", type=float, nargs="+", default=[0.5, 0.7])

@@ -53,7 +53,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/: also when imported by a test
-from _results import mean_std_pct
+from _results import cpu_model, mean_std_pct
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -77,13 +77,7 @@ def host() -> dict:
 
     import keras
     import tensorflow as tf
-    cpu = platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return {"cpu": cpu, "nproc": os.cpu_count(), "python": platform.python_version(),
+    return {"cpu": cpu_model(), "nproc": os.cpu_count(), "python": platform.python_version(),
             "tensorflow": tf.__version__, "keras": keras.__version__,
             "ai_edge_litert": version("ai-edge-litert"), "loadavg": list(os.getloadavg())}
 

@@ -21,14 +21,13 @@ import tempfile
 import warnings
 
 from kprune.errors import ExportError, KPruneError
-from kprune.export.tflite import ExportResult, conversion_culprits, strip_wrappers, to_tflite, write_atomic
+from kprune.export.tflite import ExportResult, describe_failure, strip_wrappers, to_tflite, write_atomic
 
 FORMATS = ("tflite", "litert", "onnx")
 #: The file suffix each format's default output path gets.
 SUFFIXES = {"tflite": ".tflite", "litert": ".tflite", "onnx": ".onnx"}
 #: Packages ``format="onnx"`` imports (pip names differ from module names only in case).
 ONNX_MODULES = ("tf2onnx", "onnx")
-_MAX_ORIGINAL_MESSAGE = 4000
 
 
 def export(
@@ -174,13 +173,4 @@ def _quiet_tf2onnx():
 
 def describe_export_error(err, model, format: str) -> str:
     """The ExportError message for a failed Keras export (ops and layers when the converter names them)."""
-    ops, layers = conversion_culprits(err, model)
-    parts = [f"Keras' Model.export(format={format!r}) failed."]
-    if ops:
-        parts.append(f"Unsupported or failing op(s): {', '.join(ops)}.")
-    if layers:
-        parts.append(f"Layer(s) at fault: {', '.join(repr(name) for name in layers)}.")
-    original = str(err)
-    if len(original) > _MAX_ORIGINAL_MESSAGE:
-        original = original[:_MAX_ORIGINAL_MESSAGE] + " ... [truncated]"
-    return " ".join(parts) + f"\nExporter message ({type(err).__name__}):\n{original}"
+    return describe_failure(err, model, f"Keras' Model.export(format={format!r}) failed.", "Exporter")

@@ -276,24 +276,30 @@ def conversion_culprits(err, model) -> tuple[list[str], list[str]]:
     return ops, _unique(layers)
 
 
-def describe_conversion_error(err, model, quantize: str) -> str:
-    """Builds the ExportError message for a failed conversion (ops, layers, original text)."""
+def describe_failure(err, model, what: str, source: str, hint: str | None = None) -> str:
+    """An ExportError message: ``what`` failed, the ops and layers the converter names, ``hint``
+    (when it names any) and ``source``'s original message, truncated."""
     ops, layers = conversion_culprits(err, model)
-    parts = [f"TFLite conversion failed (quantize={quantize!r})."]
+    parts = [what]
     if ops:
         parts.append(f"Unsupported or failing op(s): {', '.join(ops)}.")
     if layers:
         parts.append(f"Layer(s) at fault: {', '.join(repr(name) for name in layers)}.")
-    if ops or layers:
-        hint = "Replace those layers with TFLite-supported ones"
-        if quantize == "int8":
-            hint += ", or use quantize='dynamic'/'fp16' if the op has no int8 kernel"
-        parts.append(hint + ".")
+    if hint and (ops or layers):
+        parts.append(hint)
     original = str(err)
     if len(original) > _MAX_ORIGINAL_MESSAGE:
         original = original[:_MAX_ORIGINAL_MESSAGE] + " ... [truncated]"
-    parts.append(f"Converter message ({type(err).__name__}):\n{original}")
-    return " ".join(parts[:-1]) + "\n" + parts[-1]
+    return " ".join(parts) + f"\n{source} message ({type(err).__name__}):\n{original}"
+
+
+def describe_conversion_error(err, model, quantize: str) -> str:
+    """Builds the ExportError message for a failed conversion (ops, layers, original text)."""
+    hint = "Replace those layers with TFLite-supported ones"
+    if quantize == "int8":
+        hint += ", or use quantize='dynamic'/'fp16' if the op has no int8 kernel"
+    return describe_failure(err, model, f"TFLite conversion failed (quantize={quantize!r}).", "Converter",
+                            hint + ".")
 
 
 def _unique(items):

@@ -193,10 +193,12 @@ class _DecoderRule(LayerRule):
     def head_reason(self, layer, what):
         return None
 
+    dense_prefix = ""  # the attention's projections are attributes `{prefix}{query|key|value|output}_dense`
+
     def _att_paths(self, layer):
-        att = getattr(layer, self.attention)
-        names = {r: f"{self.attention}.{r}_dense" for r in ("query", "key", "value", "output")}
-        biased = {r: getattr(att, f"{r}_dense").bias is not None for r in names}
+        att, pre = getattr(layer, self.attention), self.dense_prefix
+        names = {r: f"{self.attention}.{pre}{r}_dense" for r in ("query", "key", "value", "output")}
+        biased = {r: getattr(att, f"{pre}{r}_dense").bias is not None for r in names}
         return names, biased
 
     def channels(self, ctx):
@@ -295,11 +297,7 @@ class LlamaDecoderRule(_DecoderRule):
     attention = "_self_attention_layer"
     up, gate, down = "_feedforward_intermediate_dense", "_feedforward_gate_dense", "_feedforward_output_dense"
 
-    def _att_paths(self, layer):
-        att = getattr(layer, self.attention)
-        names = {r: f"{self.attention}._{r}_dense" for r in ("query", "key", "value", "output")}
-        biased = {r: getattr(att, f"_{r}_dense").bias is not None for r in names}
-        return names, biased
+    dense_prefix = "_"
 
     def heads(self, layer):
         att = getattr(layer, self.attention)
