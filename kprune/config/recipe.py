@@ -59,9 +59,10 @@ def _round_to_check(value, path, lines):
     if value == "auto":
         return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 1:
-        raise RecipeError(path, "must be `auto` (the nearest multiple of 8 in groups of at least 16 channels, "
-                          "what XNNPACK's CPU kernels run fastest) or an integer >= 1 (kept channel counts "
-                          "rounded up to a multiple of it; 1 keeps them exact).", value, line=lines.get(path))
+        raise RecipeError(path, "must be `auto` (the nearest multiple of 8, at most 10 % below the target, in "
+                          "groups of at least 16 channels: what XNNPACK's CPU kernels run fastest) or an "
+                          "integer >= 1 (kept channel counts rounded up to a multiple of it; 1 keeps them "
+                          "exact).", value, line=lines.get(path))
     return int(value)
 
 
@@ -145,8 +146,9 @@ PRUNE = S.Section({
     "aggregate": F("str", "sum", choices=("sum", "mean", "max"),
                    doc="how a channel group's score combines its members' scores"),
     "round_to": F("custom", "auto", check=_round_to_check,
-                  doc="kept channel counts: `auto` (nearest multiple of 8 in groups of >= 16 channels, "
-                      "XNNPACK's tile) or an integer r (rounded up to a multiple of r; 1 = exact)"),
+                  doc="kept channel counts: `auto` (nearest multiple of 8, at most 10 % below the target, in "
+                      "groups of >= 16 channels: XNNPACK's tile) or an integer r (rounded up to a multiple "
+                      "of r; 1 = exact)"),
     "min_keep": F("int", 1, low=1, doc="never keep fewer channels than this in a group"),
     "schedule": F("custom", {"name": "oneshot"}, check=_schedule_check),
     "config_list": F("list", [{"op_types": ["Conv2D", "Dense"], "sparsity": 0.5}], item=F("dict", section=CONFIG_ENTRY),

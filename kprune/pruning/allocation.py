@@ -7,8 +7,9 @@ under hard pruning: they rank below everything and stay pruned.
 Rounding: a target sparsity ``s`` over ``n`` units prunes ``round(s * n)`` of them. Kept channel
 counts are then rounded by ``round_to`` (:func:`round_kept`): an integer rounds them *up* to a
 multiple (never pruning more than asked); ``"auto"`` (the recipe default) rounds them to the
-*nearest* multiple of 8 — XNNPACK's CPU kernels tile output channels by 8, so other counts pay
-for padded tiles — in groups of at least 16 channels, and leaves smaller groups exact.
+*nearest* multiple of 8, never more than 10 % below the target (MobileNet's ``_make_divisible``)
+— XNNPACK's CPU kernels tile output channels by 8, so other counts pay for padded tiles — in
+groups of at least 16 channels, and leaves smaller groups exact.
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ def round_kept(n: int, keep: int, round_to="auto", width: int = 1, min_keep: int
         n: units in the group (channels, or heads of ``width`` channels each).
         keep: kept units before rounding.
         round_to: an integer ``r`` (kept channels rounded *up* to a multiple of ``r``), or
-            ``"auto"`` (to the *nearest* multiple of 8, at least 8, in groups of at least 16
+            ``"auto"`` (to the *nearest* multiple of 8, at least 8 and never more than 10 %
+            below ``keep`` — MobileNet's ``_make_divisible`` rule — in groups of at least 16
             channels; smaller groups exact).
         width: channels one unit stands for (a head's size); rounding applies to
             ``units x width`` channels, so heads of size 8 are never constrained by 8.
@@ -37,6 +39,8 @@ def round_kept(n: int, keep: int, round_to="auto", width: int = 1, min_keep: int
     Example:
         >>> round_kept(64, 45, "auto"), round_kept(64, 43, "auto"), round_kept(12, 5, "auto")
         (48, 40, 5)
+        >>> round_kept(16, 11, "auto")  # 8 would be 27 % below 11
+        16
         >>> round_kept(64, 41, 8), round_kept(4, 1, 8, width=4)
         (48, 2)
     """
@@ -46,6 +50,8 @@ def round_kept(n: int, keep: int, round_to="auto", width: int = 1, min_keep: int
             return keep
         step = AUTO_MULTIPLE // math.gcd(AUTO_MULTIPLE, width)
         rounded = max(step, int(math.floor(keep / step + 0.5)) * step)
+        if rounded < 0.9 * keep:  # as MobileNet's _make_divisible: never more than 10 % below the target
+            rounded += step
         return min(n, max(rounded, min(min_keep, n)))
     round_to = int(round_to)
     step = round_to // math.gcd(round_to, width) if round_to > 1 else 1

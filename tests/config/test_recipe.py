@@ -145,3 +145,11 @@ def test_finetune_distill_is_off_by_default_and_validated():
             Recipe.from_dict({"finetune": {"distill": value}})
     with pytest.raises(RecipeError, match=r"train\.distill.*unknown key"):  # the dense model has no teacher
         Recipe.from_dict({"train": {"distill": {}}})
+
+
+@pytest.mark.parametrize("bad", ["eight", 0, 2.5, True])
+def test_round_to_is_auto_or_a_positive_integer(bad):
+    assert kprune.Recipe.from_dict({"prune": {}}).prune["round_to"] == "auto"
+    assert kprune.Recipe.from_dict({"prune": {"round_to": 8}}).prune["round_to"] == 8
+    with pytest.raises(RecipeError, match=r"prune\.round_to.*auto.*integer >= 1.*Received"):
+        kprune.Recipe.from_dict({"prune": {"round_to": bad}})

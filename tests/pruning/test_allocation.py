@@ -21,6 +21,24 @@ def test_kept_channels_rounding_and_min_keep():
     assert A.kept_channels(4, 0.9, round_to=8) == 4
 
 
+def test_auto_rounding_is_make_divisible_by_8_from_16_channels():
+    # nearest multiple of 8, at least 8, never more than 10 % below the target's keep
+    assert [A.kept_channels(64, s, "auto") for s in (0.1, 0.3, 0.5, 0.7, 0.9)] == [56, 48, 32, 24, 8]
+    assert A.kept_channels(120, 0.5, "auto") == 64 and A.kept_channels(84, 0.5, "auto") == 40
+    assert A.kept_channels(16, 0.3, "auto") == 16      # 8 would be 27 % below the 11 asked for
+    assert A.kept_channels(12, 0.5, "auto") == 6       # under 16 channels: exact
+    assert A.kept_channels(64, 0.99, "auto") == 8 and A.kept_channels(64, 0.7, "auto") == 24  # 16 < 0.9 x 19
+    assert A.kept_channels(4, 0.75, "auto", width=4) == 2   # heads of 4 channels: pairs
+    assert A.kept_channels(4, 0.75, "auto", width=8) == 1   # heads of 8: free
+
+
+def test_global_keep_auto_rounding_moves_both_ways():
+    scores = [np.arange(64, dtype=float), np.arange(64, dtype=float) + 0.5]
+    keeps = A.global_keep(scores, 0.34, round_to="auto")  # ≈ 43 kept per unit: rounded down to 40
+    assert [int(k.sum()) for k in keeps] == [40, 40]
+    assert all(k[-40:].all() for k in keeps)                # the best-scored ones
+
+
 def test_channel_keep():
     np.testing.assert_array_equal(A.channel_keep(np.array([0.1, 5.0, 2.0, 3.0]), 0.5), [False, True, False, True])
 
