@@ -1,0 +1,148 @@
+"""kprune's core on the JAX backend, and a model pruned under JAX deployed from TensorFlow.
+
+Keras fixes its backend when it is imported and this suite runs under TensorFlow, so the JAX
+part runs in a subprocess (``jax_core_run.py``, with TensorFlow made unimportable) and writes
+the numbers these tests check; ``tf_deploy_run.py`` then loads its compacted ``.keras`` file in
+a TensorFlow subprocess and converts it to TFLite.
+"""
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import kprune
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("jax") is None,
+                                reason="jax is not installed (pip install 'kprune[jax]')")
+
+HERE = Path(__file__).parent
+ROOT = Path(kprune.__file__).resolve().parents[1]
+
+
+def _run(script, backend, out):
+    env = dict(os.environ, KERAS_BACKEND=backend, PYTHONPATH=os.pathsep.join(
+        [str(ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]))
+    proc = subprocess.run([sys.executable, str(HERE / script), str(out)], env=env, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, f"{script} under {backend} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
+
+
+@pytest.fixture(scope="module")
+def jax_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("jax_core")
+    _run("jax_core_run.py", "jax", out)
+    return out, json.loads((out / "result.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def tf_run(jax_run):
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("ai_edge_litert")
+    out, _ = jax_run
+    _run("tf_deploy_run.py", "tensorflow", out)
+    return json.loads((out / "tf_result.json").read_text())
+
+
+def test_runs_on_jax_without_tensorflow(jax_run):
+    _, r = jax_run
+    assert r["backend"] == "jax"
+    assert r["tensorflow_imported"] is False
+
+
+def test_agp_in_fit_reaches_the_target_and_masked_weights_stay_zero(jax_run):
+    _, r = jax_run
+    # l1 filters at 50 %: c1 loses 4 of 8 filters; c2 loses 8 of 16 filters and the 4 input
+    # channels c1 lost, so 1 - 8/16 * 4/8 = 75 % of its kernel is masked
+    assert r["agp"]["c1"]["pruned_filters"] == 4 and r["agp"]["c1"]["zero_fraction"] == 0.5
+    assert r["agp"]["c2"]["pruned_filters"] == 8 and r["agp"]["c2"]["zero_fraction"] == 0.75
+    for layer in ("c1", "c2"):
+        assert r["agp"][layer]["max_abs_masked"] == 0.0  # after 8 Adam steps on masked weights
+        assert r["agp"][layer]["min_abs_kept"] > 0.0
+    assert r["agp_groups"] >= 2
+
+
+def test_oneshot_level_short_form_in_fit(jax_run):
+    _, r = jax_run
+    for layer in ("c1", "c2"):
+        assert r["oneshot_level"][layer]["zero_fraction"] == 0.75
+        assert r["oneshot_level"][layer]["pruned_filters"] == 0
+        assert r["oneshot_level"][layer]["max_abs_masked"] == 0.0
+
+
+def test_iterative_schedule_rewinds_in_fit(jax_run):
+    _, r = jax_run
+    assert r["iterative_l2"]["c1"]["pruned_filters"] == 4
+    assert r["iterative_l2"]["c2"]["pruned_filters"] == 8
+    assert r["iterative_l2"]["c2"]["max_abs_masked"] == 0.0
+
+
+def test_compact_equals_masked_model_with_fewer_macs(jax_run):
+    _, r = jax_run
+    assert r["compact_max_diff"] < 1e-5
+    assert r["compact_filters"] == {"c1": 4, "c2": 8}
+    assert r["macs"]["compact"] < 0.5 * r["macs"]["plain"]
+
+
+def test_keras_files_round_trip(jax_run):
+    _, r = jax_run
+    assert r["wrapped_reload_masks_equal"] is True
+    assert r["wrapped_reload_max_diff"] < 1e-6
+    assert r["compact_reload_max_diff"] < 1e-6
+    assert r["strip_has_wrappers"] is False and r["strip_max_diff"] < 1e-6
+
+
+def test_handwritten_jax_loop_keeps_masked_weights_zero(jax_run):
+    _, r = jax_run
+    assert r["custom_loop_changed"] is True  # the loop trained
+    for layer in ("c1", "c2"):
+        assert r["custom_loop"][layer]["max_abs_masked"] == 0.0
+    assert r["custom_loop"]["c1"]["pruned_filters"] == 4
+
+
+def test_fit_without_callback_is_a_kprune_error(jax_run):
+    _, r = jax_run
+    assert r["no_callback_error"] == "KPruneError"
+
+
+@pytest.mark.parametrize("key,expected", [
+    ("l1/filter", {"c1": 0.5, "c2": 0.75}), ("l2/filter", {"c1": 0.5, "c2": 0.75}),
+    ("fpgm/filter", {"c1": 0.5, "c2": 0.75}), ("random/filter", {"c1": 0.5, "c2": 0.75}),
+    ("slim/filter", {"c1": 0.5}), ("level/weight", {"c1": 0.5, "c2": 0.5}), ("l1/2:4", {"c2": 0.5}),
+    ("layerwise_magnitude/weight", {"c1": 0.5, "c2": 0.5}), ("apoz/filter", {"c1": 0.5, "c2": 0.75}),
+    ("mean_activation/filter", {"c1": 0.5, "c2": 0.75}), ("taylor_fo/filter", {"c1": 0.5, "c2": 0.75}),
+    ("snip/weight", {"c1": 0.5, "c2": 0.5}),
+])
+def test_criterion_on_jax(jax_run, key, expected):
+    _, r = jax_run
+    got = r["criteria"][key]
+    assert got.pop("zero_where_masked") is True
+    assert got == expected
+
+
+@pytest.mark.parametrize("key", ["global_magnitude/weight", "global_gradient_magnitude/weight"])
+def test_global_criterion_on_jax(jax_run, key):
+    _, r = jax_run
+    got = dict(r["criteria"][key])
+    assert got.pop("zero_where_masked") is True
+    # one threshold over both kernels (c1: 216 weights, c2: 1152): half of all weights
+    assert abs((216 * got["c1"] + 1152 * got["c2"]) / 1368 - 0.5) < 1e-3
+    assert got["c1"] != got["c2"]
+
+
+def test_pruned_under_jax_deploys_to_tflite_from_tensorflow(jax_run, tf_run):
+    assert tf_run["backend"] == "tensorflow"
+    assert tf_run["macs"] == jax_run[1]["macs"]["compact"]
+    assert tf_run["keras_max_diff"] < 1e-5
+    assert tf_run["tflite_max_diff"] < 1e-4
+    assert tf_run["tflite_bytes"] > 0
+
+
+def test_statistics_on_jax_match_tensorflow(tf_run):
+    assert len(tf_run["stats_keys"]) == 8
+    for key, diff in tf_run["stats_max_rel_diff"].items():
+        assert diff < 1e-4, key
