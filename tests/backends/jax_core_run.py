@@ -122,6 +122,39 @@ it = kprune.wrap(cnn(), recipe("l2", sparsity=0.5, schedule={"name": "iterative"
 fit(it, epochs=3)
 record("iterative_l2", it)
 
+# 3b. steps_per_execution=2 (the callback reads the optimizer's step count between calls), a
+#     data-driven criterion inside fit (statistics on the synced weights), and LotteryTicket rounds
+spe = kprune.wrap(cnn(), recipe(schedule={"name": "agp", "start_step": 0, "end_step": 6, "frequency": 1}))
+spe.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), steps_per_execution=2)
+spe.fit(X, Y, batch_size=8, epochs=2, verbose=0, callbacks=[kprune.PruningCallback()])
+record("steps_per_execution", spe)
+tay = kprune.wrap(cnn(), recipe("taylor_fo", schedule={"name": "agp", "start_step": 0, "end_step": 3}))
+fit(tay, epochs=1, callbacks=[kprune.PruningCallback(data=(X, Y))])
+record("taylor_in_fit", tay)
+lt = kprune.wrap(cnn(), recipe(schedule={"name": "iterative", "rounds": 2}))
+lt.compile(keras.optimizers.SGD(0.1, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+ticket = kprune.LotteryTicket(lt)
+result["lottery_rounds"] = []
+for r in range(3):
+    lt.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[ticket.callback()])
+    if r < 2:
+        result["lottery_rounds"].append(ticket.next_round())
+record("lottery", lt)
+
+# 3c. soft pruning (pruned filters keep training between updates) and slim's penalty in fit
+soft = kprune.wrap(cnn(), recipe(schedule={"name": "agp", "start_step": 0, "end_step": 3}, soft=True))
+fit(soft, epochs=1)
+record("soft", soft)
+slim = kprune.wrap(cnn(), {"prune": {"criterion": "slim", "granularity": "filter", "slim_lambda": 0.1,
+                                     "schedule": {"name": "agp", "start_step": 2, "end_step": 3},
+                                     "config_list": [{"op_names": ["c1"], "sparsity": 0.5}]}})
+gamma_before = float(np.abs(keras.ops.convert_to_numpy(getattr(slim.get_layer("bn1"), "layer", slim.get_layer("bn1")).gamma)).sum())
+fit(slim, epochs=1)
+record("slim_in_fit", slim)
+result["slim_penalty_in_loss"] = len(slim.losses) > 0
+result["slim_gamma_l1"] = [gamma_before, float(np.abs(keras.ops.convert_to_numpy(getattr(slim.get_layer("bn1"), "layer", slim.get_layer("bn1")).gamma)).sum())]
+result["recalibrate_bn"] = int(kprune.recalibrate_bn(kprune.compact(slim), [(X[:16], Y[:16])]))
+
 # 4. fit without the callback: a kprune error, not a raw one
 bare = kprune.wrap(cnn(), sparsity=0.5, op_types=["Conv2D"])
 bare.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -139,7 +172,8 @@ for crit, gran, layers in [("l1", "filter", None), ("l2", "filter", None), ("fpg
                            ("l1", "2:4", ["c2"]), ("global_magnitude", "weight", None),
                            ("layerwise_magnitude", "weight", None), ("apoz", "filter", None),
                            ("mean_activation", "filter", None), ("taylor_fo", "filter", None),
-                           ("snip", "weight", None), ("global_gradient_magnitude", "weight", None)]:
+                           ("snip", "weight", None), ("global_gradient_magnitude", "weight", None),
+                           ("l1", "channel", ["c2"]), ("l2", "block", None)]:
     r = recipe(crit, gran, sparsity=0.5)
     if crit.startswith("global"):
         r["prune"]["scope"] = "global"

@@ -81,6 +81,31 @@ def test_iterative_schedule_rewinds_in_fit(jax_run):
     assert r["iterative_l2"]["c2"]["max_abs_masked"] == 0.0
 
 
+@pytest.mark.parametrize("run", ["steps_per_execution", "taylor_in_fit", "lottery"])
+def test_other_fit_paths(jax_run, run):
+    _, r = jax_run
+    assert r[run]["c1"]["pruned_filters"] == 4 and r[run]["c2"]["pruned_filters"] == 8
+    assert r[run]["c1"]["max_abs_masked"] == 0.0 and r[run]["c2"]["max_abs_masked"] == 0.0
+
+
+def test_lottery_ticket_rounds(jax_run):
+    _, r = jax_run
+    assert r["lottery_rounds"] == pytest.approx([1 - 0.5 ** 0.5, 0.5])
+
+
+def test_soft_pruning_lets_pruned_filters_train(jax_run):
+    _, r = jax_run
+    assert r["soft"]["c1"]["pruned_filters"] == 4 and r["soft"]["c2"]["pruned_filters"] == 8
+    assert r["soft"]["c1"]["max_abs_masked"] > 0.0  # no constraint: they trained after the last update
+
+
+def test_slim_penalty_and_bn_recalibration(jax_run):
+    _, r = jax_run
+    assert r["slim_penalty_in_loss"] is True
+    assert r["slim_in_fit"]["c1"]["pruned_filters"] == 4 and r["slim_in_fit"]["c1"]["max_abs_masked"] == 0.0
+    assert r["recalibrate_bn"] == 1  # batches used on the compacted model
+
+
 def test_compact_equals_masked_model_with_fewer_macs(jax_run):
     _, r = jax_run
     assert r["compact_max_diff"] < 1e-5
@@ -115,7 +140,7 @@ def test_fit_without_callback_is_a_kprune_error(jax_run):
     ("slim/filter", {"c1": 0.5}), ("level/weight", {"c1": 0.5, "c2": 0.5}), ("l1/2:4", {"c2": 0.5}),
     ("layerwise_magnitude/weight", {"c1": 0.5, "c2": 0.5}), ("apoz/filter", {"c1": 0.5, "c2": 0.75}),
     ("mean_activation/filter", {"c1": 0.5, "c2": 0.75}), ("taylor_fo/filter", {"c1": 0.5, "c2": 0.75}),
-    ("snip/weight", {"c1": 0.5, "c2": 0.5}),
+    ("snip/weight", {"c1": 0.5, "c2": 0.5}), ("l1/channel", {"c2": 0.5}), ("l2/block", {"c1": 0.5, "c2": 0.5}),
 ])
 def test_criterion_on_jax(jax_run, key, expected):
     _, r = jax_run
