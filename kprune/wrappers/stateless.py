@@ -30,6 +30,7 @@ from kprune.errors import KPruneError
 
 _MAPPINGS = []  # a stack of {id(mask variable): value}; the innermost is last
 _HOOK = "_kprune_stateless_hook"
+_BUILT = "_kprune_stateless_train_function"
 
 
 @contextlib.contextmanager
@@ -74,9 +75,11 @@ def current(mask):
 def install(model) -> bool:
     """Wraps ``model.train_step`` so that a JAX step carries its masks (no-op elsewhere).
 
-    The compiled train function is rebuilt on the wrapper. :func:`uninstall` puts the model's
-    own ``train_step`` back; the function built on the wrapper stays, so that a later ``fit``
-    whose train function Keras does not rebuild still enforces the masks.
+    The compiled train function is rebuilt on the wrapper, once: a later ``fit`` that finds
+    it still in place (the model was not compiled again) reuses it, with no second tracing.
+    :func:`uninstall` puts the model's own ``train_step`` back; the function built on the
+    wrapper stays, so that a later ``fit`` whose train function Keras does not rebuild still
+    enforces the masks.
 
     Returns:
         True if installed.
@@ -92,7 +95,10 @@ def install(model) -> bool:
 
     model.__dict__[_HOOK] = model.__dict__.get("train_step", _HOOK)
     model.__dict__["train_step"] = train_step
-    model.make_train_function(force=True)
+    built = model.__dict__.get(_BUILT)
+    if built is None or model.train_function is not built:
+        model.make_train_function(force=True)
+        model.__dict__[_BUILT] = model.train_function
     return True
 
 

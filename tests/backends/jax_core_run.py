@@ -135,11 +135,14 @@ lt = kprune.wrap(cnn(), recipe(schedule={"name": "iterative", "rounds": 2}))
 lt.compile(keras.optimizers.SGD(0.1, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 ticket = kprune.LotteryTicket(lt)
 result["lottery_rounds"] = []
+functions = []
 for r in range(3):
     lt.fit(X, Y, batch_size=16, epochs=1, verbose=0, callbacks=[ticket.callback()])
+    functions.append(lt.train_function)
     if r < 2:
         result["lottery_rounds"].append(ticket.next_round())
 record("lottery", lt)
+result["train_function_reused"] = all(f is functions[0] for f in functions)  # traced once for 3 fits
 
 # 3c. soft pruning (pruned filters keep training between updates) and slim's penalty in fit
 soft = kprune.wrap(cnn(), recipe(schedule={"name": "agp", "start_step": 0, "end_step": 3}, soft=True))

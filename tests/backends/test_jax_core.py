@@ -91,6 +91,7 @@ def test_other_fit_paths(jax_run, run):
 def test_lottery_ticket_rounds(jax_run):
     _, r = jax_run
     assert r["lottery_rounds"] == pytest.approx([1 - 0.5 ** 0.5, 0.5])
+    assert r["train_function_reused"] is True
 
 
 def test_soft_pruning_lets_pruned_filters_train(jax_run):
