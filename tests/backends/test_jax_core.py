@@ -17,6 +17,11 @@ import pytest
 
 import kprune
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: each xdist worker runs the scripts itself
+    fcntl = None
+
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("jax") is None,
                                 reason="jax is not installed (pip install 'kprune[jax]')")
 
@@ -32,19 +37,34 @@ def _run(script, backend, out):
     assert proc.returncode == 0, f"{script} under {backend} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}"
 
 
+def _once(tmp_path_factory, name, script, backend, out=None):
+    """Runs ``script`` once per test session, also under pytest-xdist (CI runs ``-n 2``): the
+    workers share the folder above their own temporary folders, and the first one runs it."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    out = out or shared / "jax_core"
+    out.mkdir(exist_ok=True)
+    with open(shared / f"{name}.lock", "w") as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / f"{name}.done").exists():
+            _run(script, backend, out)
+            (out / f"{name}.done").write_text("ok")
+    return out
+
+
 @pytest.fixture(scope="module")
 def jax_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("jax_core")
-    _run("jax_core_run.py", "jax", out)
+    out = _once(tmp_path_factory, "jax", "jax_core_run.py", "jax")
     return out, json.loads((out / "result.json").read_text())
 
 
 @pytest.fixture(scope="module")
-def tf_run(jax_run):
+def tf_run(tmp_path_factory, jax_run):
     pytest.importorskip("tensorflow")
     pytest.importorskip("ai_edge_litert")
-    out, _ = jax_run
-    _run("tf_deploy_run.py", "tensorflow", out)
+    out = _once(tmp_path_factory, "tf", "tf_deploy_run.py", "tensorflow", out=jax_run[0])
     return json.loads((out / "tf_result.json").read_text())
 
 
