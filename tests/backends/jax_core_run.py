@@ -166,6 +166,16 @@ try:
     result["no_callback_error"] = None
 except kprune.KPruneError as e:
     result["no_callback_error"] = type(e).__name__
+# a Pruner exists but fit has no callback: the masks cannot reach the stateless step (a new
+# model: Keras leaves a model whose fit raised on JAX with its variables detached)
+bare = kprune.wrap(cnn(), sparsity=0.5, op_types=["Conv2D"])
+bare.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+Pruner(bare)
+try:
+    bare.fit(X, Y, batch_size=16, epochs=1, verbose=0)
+    result["no_callback_with_pruner_error"] = None
+except kprune.KPruneError as e:
+    result["no_callback_with_pruner_error"] = str(e)[:200]
 
 # 5. every criterion, one-shot through Pruner.prune_now (slim reads the BatchNorm gamma after c1;
 #    the data-driven ones collect activations / gradients on (X, Y) with JAX)

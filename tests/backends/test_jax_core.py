@@ -153,6 +153,7 @@ def test_handwritten_jax_loop_keeps_masked_weights_zero(jax_run):
 def test_fit_without_callback_is_a_kprune_error(jax_run):
     _, r = jax_run
     assert r["no_callback_error"] == "KPruneError"
+    assert "does not carry it" in r["no_callback_with_pruner_error"]
 
 
 @pytest.mark.parametrize("key,expected", [
