@@ -65,7 +65,15 @@ def tf_run(tmp_path_factory, jax_run):
     pytest.importorskip("tensorflow")
     pytest.importorskip("ai_edge_litert")
     out = _once(tmp_path_factory, "tf", "tf_deploy_run.py", "tensorflow", out=jax_run[0])
-    return json.loads((out / "tf_result.json").read_text())
+    return json.loads((out / "tensorflow_deploy.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def jax_export_run(tmp_path_factory, jax_run):
+    pytest.importorskip("tensorflow")
+    pytest.importorskip("ai_edge_litert")
+    out = _once(tmp_path_factory, "jax_export", "tf_deploy_run.py", "jax", out=jax_run[0])
+    return json.loads((out / "jax_deploy.json").read_text())
 
 
 def test_runs_on_jax_without_tensorflow(jax_run):
@@ -187,6 +195,13 @@ def test_pruned_under_jax_deploys_to_tflite_from_tensorflow(jax_run, tf_run):
     assert tf_run["keras_max_diff"] < 1e-5
     assert tf_run["tflite_max_diff"] < 1e-4
     assert tf_run["tflite_bytes"] > 0
+
+
+def test_to_tflite_from_a_jax_process(jax_run, jax_export_run):
+    # TensorFlow installed: Keras converts the JAX model itself (TensorFlow is imported for it)
+    assert jax_export_run["backend"] == "jax"
+    assert jax_export_run["tflite_max_diff"] < 1e-4
+    assert jax_export_run["macs"] == jax_run[1]["macs"]["compact"]
 
 
 def test_statistics_on_jax_match_tensorflow(tf_run):
