@@ -158,6 +158,24 @@ result["slim_penalty_in_loss"] = len(slim.losses) > 0
 result["slim_gamma_l1"] = [gamma_before, float(np.abs(keras.ops.convert_to_numpy(getattr(slim.get_layer("bn1"), "layer", slim.get_layer("bn1")).gamma)).sum())]
 result["recalibrate_bn"] = int(kprune.recalibrate_bn(kprune.compact(slim), [(X[:16], Y[:16])]))
 
+# 3d. attention heads: a MultiHeadAttention loses 2 of its 4 heads in fit, then compact
+L = keras.layers
+keras.utils.set_random_seed(0)
+tx = keras.Input((6, 16))
+h = L.LayerNormalization()(L.Add()([tx, L.MultiHeadAttention(num_heads=4, key_dim=8, name="mha")(tx, tx)]))
+h = L.Add()([h, L.Dense(16, name="mlp2")(L.Dense(32, activation="relu", name="mlp1")(h))])
+tm = keras.Model(tx, L.Dense(3, name="fc")(L.GlobalAveragePooling1D()(h)))
+TX = rng.normal(size=(32, 6, 16)).astype("float32")
+th = kprune.wrap(tm, {"prune": {"criterion": "l1", "granularity": "head", "schedule": {"name": "oneshot"},
+                                "config_list": [{"op_names": ["mha"], "sparsity": 0.5}]}})
+th.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+th.fit(TX, Y[:32], batch_size=8, epochs=1, verbose=0, callbacks=[kprune.PruningCallback()])
+ts = kprune.compact(th)
+result["heads"] = {"kept": int(ts.get_layer("mha").num_heads), "macs": int(kprune.count(ts).macs),
+                   "macs_plain": int(kprune.count(tm).macs),
+                   "max_diff": float(np.max(np.abs(keras.ops.convert_to_numpy(ts(TX)) -
+                                                   keras.ops.convert_to_numpy(th(TX)))))}
+
 # 4. fit without the callback: a kprune error, not a raw one
 bare = kprune.wrap(cnn(), sparsity=0.5, op_types=["Conv2D"])
 bare.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))

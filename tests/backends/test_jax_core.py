@@ -135,6 +135,13 @@ def test_slim_penalty_and_bn_recalibration(jax_run):
     assert r["recalibrate_bn"] == 1  # batches used on the compacted model
 
 
+def test_attention_heads_pruned_in_fit_and_compacted(jax_run):
+    _, r = jax_run
+    assert r["heads"]["kept"] == 2
+    assert r["heads"]["max_diff"] < 1e-5
+    assert r["heads"]["macs"] < r["heads"]["macs_plain"]
+
+
 def test_compact_equals_masked_model_with_fewer_macs(jax_run):
     _, r = jax_run
     assert r["compact_max_diff"] < 1e-5
