@@ -24,6 +24,10 @@ class PruningCallback(keras.callbacks.Callback):
     mask update without changing weights or BatchNorm statistics. For ``slim`` the callback
     adds the Network Slimming penalty λ·Σ|gamma| to the training loss.
 
+    On the JAX backend the callback also carries the masks into Keras' stateless train step
+    and syncs the live state into the model before a step whose masks change
+    (:mod:`kprune.wrappers.stateless`, ``docs/backends.md``).
+
     Args:
         data: dataset of ``(x, y)`` batches for criteria that need activations or gradients
             (default None).
