@@ -67,7 +67,9 @@ def kernels(model):
 
 def fit(model, epochs=2, callbacks=None):
     model.compile(keras.optimizers.Adam(1e-2), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(X, Y, batch_size=16, epochs=epochs, verbose=0, callbacks=callbacks or [kprune.PruningCallback()])
+    history = model.fit(X, Y, batch_size=16, epochs=epochs, verbose=0,
+                        callbacks=callbacks or [kprune.PruningCallback()])
+    model.sparsity_history = history.history["sparsity"]
     return model
 
 
@@ -83,10 +85,12 @@ def record(tag, model):
     result[tag] = info
 
 
-# 1. AGP, filter granularity (the recipe form): 4 steps per epoch, final target at the start of epoch 2
-agp = kprune.wrap(cnn(), recipe(schedule={"name": "agp", "start_epoch": 0, "end_epoch": 1, "frequency": 0.25}))
-fit(agp, epochs=2)
+# 1. AGP, filter granularity (the recipe form): 4 steps per epoch, masks recomputed at every step,
+#    final target at the start of epoch 3
+agp = kprune.wrap(cnn(), recipe(schedule={"name": "agp", "start_epoch": 0, "end_epoch": 2, "frequency": 0.25}))
+fit(agp, epochs=3)
 record("agp", agp)
+result["agp_sparsity_by_epoch"] = agp.sparsity_history  # the callback's log after each epoch
 result["agp_groups"] = len(kprune.groups(agp))
 plain_macs = kprune.count(cnn()).macs
 small = kprune.compact(agp)
