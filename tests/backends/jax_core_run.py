@@ -88,7 +88,22 @@ def record(tag, model):
 # 1. AGP, filter granularity (the recipe form): 4 steps per epoch, masks recomputed at every step,
 #    final target at the start of epoch 3
 agp = kprune.wrap(cnn(), recipe(schedule={"name": "agp", "start_epoch": 0, "end_epoch": 2, "frequency": 0.25}))
-fit(agp, epochs=3)
+
+
+class BatchSparsity(keras.callbacks.Callback):
+    """kprune.sparsity after every step, read mid-epoch (the live JAX state)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.seen.append(kprune.sparsity(self.model)["total"])
+
+
+per_step = BatchSparsity()
+fit(agp, epochs=3, callbacks=[kprune.PruningCallback(), per_step])
+result["agp_sparsity_by_step"] = per_step.seen
 record("agp", agp)
 result["agp_sparsity_by_epoch"] = agp.sparsity_history  # the callback's log after each epoch
 result["agp_groups"] = len(kprune.groups(agp))

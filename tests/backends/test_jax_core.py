@@ -95,6 +95,11 @@ def test_agp_in_fit_reaches_the_target_and_masked_weights_stay_zero(jax_run):
     # AGP ends at the start of epoch 3 (step 8): the sparsity grows, then stays
     first, second, third = r["agp_sparsity_by_epoch"]
     assert 0.0 < first < second == third
+    # read by a callback after every step (live JAX state): 0 at step 0 (AGP's t = 0), then it
+    # grows step by step to the target (whole filters: reached a few steps before step 8)
+    steps = r["agp_sparsity_by_step"]
+    assert len(steps) == 12 and steps == sorted(steps) and steps[0] == 0.0
+    assert len(set(steps[:6])) == 6 and steps[-1] == third
 
 
 def test_oneshot_level_short_form_in_fit(jax_run):
