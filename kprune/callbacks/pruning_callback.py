@@ -6,6 +6,7 @@ import keras
 
 from kprune.pruning import fast_update
 from kprune.pruning.pruner import Pruner
+from kprune.wrappers import stateless
 from kprune.wrappers.wrap import sparsity
 
 
@@ -22,6 +23,10 @@ class PruningCallback(keras.callbacks.Callback):
     ``taylor_fo``, ``snip``, the gradient-magnitude baselines) collect them on ``data`` at each
     mask update without changing weights or BatchNorm statistics. For ``slim`` the callback
     adds the Network Slimming penalty λ·Σ|gamma| to the training loss.
+
+    On the JAX backend the callback also carries the masks into Keras' stateless train step
+    and syncs the live state into the model before a step whose masks change
+    (:mod:`kprune.wrappers.stateless`, ``docs/backends.md``).
 
     Args:
         data: dataset of ``(x, y)`` batches for criteria that need activations or gradients
@@ -49,6 +54,7 @@ class PruningCallback(keras.callbacks.Callback):
         self._reread_step = False
         self._before = None
         self._per_call = 1
+        self._jax = False
 
     def get_config(self):
         return {"data": None, "steps_per_epoch": self.steps_per_epoch, "log_dir": self.log_dir,
@@ -72,6 +78,9 @@ class PruningCallback(keras.callbacks.Callback):
         # level pruning of single weights runs inside the compiled train step (no per-step
         # function call from here); see kprune.pruning.fast_update.install_in_step
         fast_update.install_in_step(self.pruner)
+        # JAX trains statelessly: the train step carries the masks to their constraints, and the
+        # host reads weights and writes masks between steps (kprune.wrappers.stateless)
+        self._jax = stateless.install(self.model)
         # other callbacks may restore weights in their on_train_begin (BackupAndRestore):
         # the step is read from the model again before the first batch
         self._reread_step = True
@@ -95,6 +104,8 @@ class PruningCallback(keras.callbacks.Callback):
                 self.pruner.bind(self.pruner.steps_per_epoch)
         steps = self._steps_in_call(batch)
         start = self.pruner.step
+        if self._jax and (steps > 1 or self.pruner.needs_model(steps)):
+            stateless.sync(self.model)
         self.pruner.on_step(steps)
         if steps > 1:
             # the last call of an epoch may run fewer: on_train_batch_end counts them (read
@@ -112,6 +123,8 @@ class PruningCallback(keras.callbacks.Callback):
         if self._before is not None:
             step, iterations = self._before
             self._before = None
+            if self._jax:
+                stateless.sync(self.model)
             self.pruner.step = step + int(self.model.optimizer.iterations.numpy()) - iterations
 
     def on_epoch_end(self, epoch, logs=None):
@@ -132,6 +145,7 @@ class PruningCallback(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         fast_update.uninstall_in_step(self.model)
+        stateless.uninstall(self.model)
         self.pruner.sync()
         last = self.pruner.schedule.last_update_step()
         if last is not None and self.pruner.step <= last:

@@ -27,7 +27,11 @@ from kprune.pruning.updaters import kernel_attrs
 
 
 def eligible(pruner) -> bool:
-    """Whether ``pruner``'s update can run in the compiled fast path."""
+    """Whether ``pruner``'s update can run in the compiled fast path (TensorFlow only: it is a
+    ``tf.function``; other backends take the host path, same masks)."""
+    import keras
+    if keras.backend.backend() != "tensorflow":
+        return False
     if pruner.soft or pruner.schedule.name == "iterative" or getattr(pruner, "fast", True) is False:
         return False
     if getattr(pruner.model, "_distribute_strategy", None) is not None:

@@ -129,9 +129,9 @@ class Pruner:
         """
         start = self.step
         iterative = self.schedule.name == "iterative"
-        if iterative and start <= self.schedule.rewind_step < start + steps and self.rewind_weights is None:
+        if self._snapshot_due(steps):
             self.snapshot()
-        due = [t for t in range(start, start + steps) if self.schedule.updates_at(t)]
+        due = self._due(steps)
         if due:
             self.step = due[-1]
             self.update(due[-1])
@@ -140,6 +140,19 @@ class Pruner:
                 self.rewind()
         self.step = start + steps
         return bool(due)
+
+    def _snapshot_due(self, steps: int) -> bool:
+        start = self.step
+        return (self.schedule.name == "iterative" and start <= self.schedule.rewind_step < start + steps
+                and self.rewind_weights is None)
+
+    def _due(self, steps: int) -> list:
+        return [t for t in range(self.step, self.step + steps) if self.schedule.updates_at(t)]
+
+    def needs_model(self, steps: int = 1) -> bool:
+        """Whether the next :meth:`on_step` reads or writes the model's variables (a mask update
+        or a lottery-ticket snapshot). A JAX ``fit`` syncs its live state into the model first."""
+        return self._snapshot_due(steps) or bool(self._due(steps))
 
     def saved_step(self) -> int:
         """The pruning step stored in the model's wrappers (the largest of them)."""
@@ -250,9 +263,11 @@ class Pruner:
     def _strategy_scope(self):
         import contextlib
 
-        import tensorflow as tf
         strategy = getattr(self.model, "_distribute_strategy", None)
-        if strategy is None or tf.distribute.has_strategy():
+        if strategy is None:  # always None off TensorFlow: tf.distribute is TensorFlow's
+            return contextlib.nullcontext()
+        import tensorflow as tf
+        if tf.distribute.has_strategy():
             return contextlib.nullcontext()
         return strategy.scope()
 

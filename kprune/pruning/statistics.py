@@ -8,7 +8,7 @@ BatchNormalization moving statistics untouched.
   each pruned layer, the output of the activation that follows it (see
   :func:`activation_sources`).
 * :func:`collect_gradients` computes the gradient of the loss on each batch with
-  ``tf.GradientTape`` in **training mode** through ``model.stateless_call``: BatchNorm
+  ``tf.GradientTape`` (``jax.grad`` under JAX) in **training mode** through ``model.stateless_call``: BatchNorm
   normalizes with the batch statistics, as during the training the criteria's papers
   measure (Molchanov et al. 2019, SNIP at initialization, where moving statistics are still
   the initial 0/1), but the updated moving statistics it returns are discarded.
@@ -212,9 +212,26 @@ def activation_sources(model, names) -> dict:
     return out
 
 
+#: backends on which kprune collects activation and gradient statistics
+STATISTICS_BACKENDS = ("tensorflow", "jax")
+
+
+def check_backend(criterion: str, needs) -> None:
+    """Raises a :class:`KPruneError` when statistics cannot be collected on this Keras backend."""
+    backend = keras.backend.backend()
+    if backend not in STATISTICS_BACKENDS:
+        what = " and ".join(n for n in needs if n in ("activations", "gradients"))
+        raise KPruneError(
+            f"criterion `{criterion}` scores with {what} measured on data, which kprune collects on the "
+            f"{' and '.join(STATISTICS_BACKENDS)} backends only. Received: KERAS_BACKEND={backend!r}. "
+            "Fix: run with KERAS_BACKEND=tensorflow or jax, or choose a criterion that reads only weights "
+            "(level, l1, l2, fpgm, random, slim...); see docs/backends.md.")
+
+
 def _graph_runner(model, keys):
-    """A ``tf.function`` computing the flat-graph tensors ``keys`` in inference mode."""
-    import tensorflow as tf
+    """A compiled function computing the flat-graph tensors ``keys`` in inference mode: a
+    ``tf.function`` under TensorFlow; under JAX the graph runs eagerly (jitting it would freeze
+    the weights of the first call as constants)."""
     from keras import tree
 
     flat = flatten_graph(model)
@@ -232,6 +249,9 @@ def _graph_runner(model, keys):
                 values[k] = o
         return [values[k] for k in keys]
 
+    if keras.backend.backend() != "tensorflow":
+        return run
+    import tensorflow as tf
     return tf.function(run, reduce_retracing=True)
 
 
@@ -331,8 +351,12 @@ def collect_gradients(model, data, variables: dict, batches: int = 10, loss=None
 
 
 def _gradient_fn(model, trainable, non_trainable, chosen, loss_fn):
-    """A ``tf.function`` (x, y) -> gradients of the loss w.r.t. ``trainable[chosen]``, in
-    training mode through ``stateless_call`` (the new non-trainable values are dropped)."""
+    """A compiled function (x, y) -> gradients of the loss w.r.t. ``trainable[chosen]``, in
+    training mode through ``stateless_call`` (the new non-trainable values are dropped):
+    ``tf.GradientTape`` in a ``tf.function`` under TensorFlow, ``jax.grad`` under ``jax.jit``
+    under JAX (the variables' values are arguments, so later weights are seen)."""
+    if keras.backend.backend() == "jax":
+        return _jax_gradient_fn(model, trainable, non_trainable, chosen, loss_fn)
     import tensorflow as tf
 
     @tf.function(reduce_retracing=True)
@@ -344,6 +368,26 @@ def _gradient_fn(model, trainable, non_trainable, chosen, loss_fn):
             pred, _ = model.stateless_call(values, fixed, x, training=True)
             value = loss_fn(y, pred)
         return tape.gradient(value, [values[i] for i in chosen])
+
+    return grads_of
+
+
+def _jax_gradient_fn(model, trainable, non_trainable, chosen, loss_fn):
+    import jax
+
+    def loss_of(picked, values, fixed, x, y):
+        values = list(values)
+        for i, v in zip(chosen, picked):
+            values[i] = v
+        pred, _ = model.stateless_call(values, fixed, x, training=True)
+        return loss_fn(y, pred)
+
+    grad = jax.jit(jax.grad(loss_of))
+
+    def grads_of(x, y):
+        values = [v.value for v in trainable]
+        fixed = [v.value for v in non_trainable]
+        return grad([values[i] for i in chosen], values, fixed, x, y)
 
     return grads_of
 
@@ -402,6 +446,7 @@ def gather(requests, model, data, variable, plan, loss=None, cache: dict | None 
                 "was given. Pass a dataset of (x, y) batches: kprune.PruningCallback(data=ds) inside "
                 "model.fit, or kprune.Pruner(model, data=ds).prune_now(); the recipe pipeline uses "
                 "its training set.")
+        check_backend(crit.name, crit.needs)
         batches = stats.batches(crit)
         if "activations" in crit.needs:
             act_layers.setdefault(batches, set()).update(name for name, _ in layers)

@@ -29,6 +29,7 @@ import numpy as np
 from kprune.errors import KPruneError, UnsupportedLayerError
 from kprune.graph import layers as _layers
 from kprune.graph.walk import MaskedLayer
+from kprune.wrappers import stateless
 
 #: weights that fine-grained (weight-level) pruning masks, by attribute name (the registry's default).
 KERNEL_WEIGHTS = _layers.KERNEL_WEIGHTS
@@ -54,7 +55,8 @@ class _MaskConstraint:
     def __call__(self, w):
         if self.inner is not None:
             w = self.inner(w)
-        return w * keras.ops.cast(self.mask, w.dtype)
+        # under JAX the mask's value comes with the stateless train step (see stateless.py)
+        return w * keras.ops.cast(stateless.current(self.mask), w.dtype)
 
 
 _SPEC_DEFAULTS = {"entry": 0, "sparsity": None, "total_sparsity": None, "max_sparsity_per_layer": 0.99,

@@ -10,7 +10,7 @@ from kprune.config.recipe import Recipe
 from kprune.errors import KPruneError, UnsupportedLayerError
 from kprune.graph.layers.base import recreate
 from kprune.wrappers.prune_wrapper import KERNEL_WEIGHTS, PruneWrapper, weight_attributes
-from kprune.wrappers import short_form
+from kprune.wrappers import short_form, stateless
 from kprune.wrappers.selectors import flatten_layers, select, specs_of
 
 
@@ -219,8 +219,10 @@ def sparsity(model) -> dict:
     """Fraction of zeros in each prunable layer's kernel-like weights.
 
     Works on wrapped and plain models; returns ``{layer_name: fraction}`` plus ``"total"``
-    (zeros over all those weights together).
+    (zeros over all those weights together). Inside a JAX ``fit`` (a callback's
+    ``on_train_batch_end``) the live weights are synced into the model first.
     """
+    stateless.sync(model)
     out, zeros, total = {}, 0, 0
     for layer in flatten_layers(model):
         inner = layer.layer if isinstance(layer, PruneWrapper) else layer
