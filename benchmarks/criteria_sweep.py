@@ -307,13 +307,19 @@ def main(argv=None) -> int:
 
     for seed in args.seeds:
         results["seeds"].append(run_seed(seed, args, levels, test, save))
+    return finish(results, save, tables, start, t0, args.json)
+
+
+def finish(results: dict, save, tables, start: dict, t0: float, json_path: str) -> int:
+    """The sweeps' epilogue (shared with ``distill_sweep.py``): final load and wall time into
+    ``results``, saved, the tables and a summary line printed."""
     results["uptime_after"] = host()["uptime"]
     results["wall_seconds"] = time.time() - t0
     save()
     print()
     print(tables(results))
     print(f"\nwall time {results['wall_seconds'] / 60:.1f} min; load before: {start['uptime']}; "
-          f"after: {results['uptime_after']}; raw JSON: {args.json}")
+          f"after: {results['uptime_after']}; raw JSON: {json_path}")
     return 0
 
 

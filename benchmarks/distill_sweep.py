@@ -235,14 +235,7 @@ def main(argv=None) -> int:
             continue
         results["seeds"].append(run_seed(seed, args, test, save))
         save()
-    results["uptime_after"] = cs.host()["uptime"]
-    results["wall_seconds"] = time.time() - t0
-    save()
-    print()
-    print(tables(results))
-    print(f"\nwall time {results['wall_seconds'] / 60:.1f} min; load before: {start['uptime']}; "
-          f"after: {results['uptime_after']}; raw JSON: {args.json}")
-    return 0
+    return cs.finish(results, save, tables, start, t0, args.json)
 
 
 if __name__ == "__main__":
