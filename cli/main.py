@@ -26,9 +26,34 @@ class _Group(click.Group):
         return sorted(self.commands)
 
 
+BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}  # Keras backend -> module it needs
+
+
+def _set_backend(ctx, param, value):
+    """``--backend`` (or ``KERAS_BACKEND``): set before Keras is imported, checked for its package."""
+    if value is None:
+        return None
+    import importlib.util
+
+    if importlib.util.find_spec(BACKENDS[value]) is None:
+        raise click.BadParameter(f"the Keras backend `{value}` needs the `{BACKENDS[value]}` package, which is "
+                                 f"not installed (pip install -e \".[{value}]\" or pip install {BACKENDS[value]}).",
+                                 ctx=ctx, param=param)
+    keras = sys.modules.get("keras")
+    if keras is not None and keras.backend.backend() != value:
+        raise click.BadParameter(f"Keras is already imported with the `{keras.backend.backend()}` backend in this "
+                                 f"process; `{value}` must be chosen before it is.", ctx=ctx, param=param)
+    os.environ["KERAS_BACKEND"] = value
+    return value
+
+
 @click.group(cls=_Group, epilog=EPILOG)
 @click.version_option(package_name="kprune")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
+@click.option("--backend", type=click.Choice(sorted(BACKENDS)), envvar="KERAS_BACKEND", callback=_set_backend,
+              expose_value=False, is_eager=True,
+              help="Keras backend (default: $KERAS_BACKEND, else tensorflow). TFLite export, tf.data input "
+                   "and the benchmarks still need TensorFlow installed; see docs/backends.md.")
 def cli(verbose):
     """kprune: prune Keras models, make them smaller and faster, and measure it."""
     quiet_tf.configure(verbose)

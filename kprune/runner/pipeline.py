@@ -351,7 +351,7 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
         result["latency_ms"] = result["export"].get("latency_ms")
         result["tflite_bytes"] = result["export"].get("tflite_bytes")
     result["machine"] = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                         "cpus": os.cpu_count()}
+                         "cpus": os.cpu_count(), "keras_backend": keras.backend.backend()}
     result["seconds"] = round(time.time() - t_start, 1)
     if r.done("result"):  # a finished run resumed: its result stands, the log keeps one `done` line
         return _committed_result(r, result)
