@@ -86,6 +86,9 @@ class Pruner:
         self.round = 0
         self.rewind_weights = None
         self.finalizing = False
+        #: selected layers whose group the final rounding kept whole although the target prunes
+        #: ``{layer: (channels, kept without rounding)}`` (filled by the filter updater)
+        self.rounded_whole = {}
         self._stat_cache = {}
         self.updaters = {"filter": FilterUpdater(self), "layer": LayerUpdater(self)}
         self.fast_path = None
@@ -284,11 +287,19 @@ class Pruner:
                 return
         targets = self.targets(step, round_)
         jobs = self.jobs()
+        self.rounded_whole = {}
         stats = statistics.gather(
             [(j.criterion, j.entry, self._updater(j).scored_layers(j)) for j in jobs],
             self.model, self.data, self.variable, self.plan, loss=self.loss, cache=self._stat_cache)
         for job in jobs:
             self._updater(job).update(job, targets, stats)
+        if self.rounded_whole and (step is None or step == self.schedule.last_update_step()):
+            import warnings
+            what = ", ".join(f"`{n}` ({size} channels, the target keeps {exact})"
+                             for n, (size, exact) in sorted(self.rounded_whole.items()))
+            warnings.warn(f"prune.round_to: {self.plan.get('round_to', 'auto')} kept every channel of {what}: "
+                          "rounding the kept count to a multiple of 8 prunes nothing there. Set a higher "
+                          "sparsity, or round_to: 1 for exact channel counts.", stacklevel=2)
         # this step's update is done: a reloaded model continues after it
         self.sync(self.step + 1 if step is not None else None)
 

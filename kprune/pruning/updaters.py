@@ -212,8 +212,12 @@ class FilterUpdater:
             keeps = [allocation.channel_keep(s, min(targets[job.key(w)] for w in ws), round_to, min_keep,
                                              None if p.soft else f, width=g.width)
                      for g, ws, s, _, f in scored]
-        for (g, *_), keep in zip(scored, keeps):
+        for (g, ws, *_), keep in zip(scored, keeps):
             apply_group_mask(g, keep, soft=p.soft and not p.finalizing)
+            if round_to != 1 and keep.all() and not job.is_global():
+                exact = allocation.kept_channels(g.size, min(targets[job.key(w)] for w in ws), 1, min_keep)
+                if exact < g.size:  # the target prunes, the rounding kept everything
+                    p.rounded_whole[ws[0].name] = (g.size, exact)
 
 
 class LayerUpdater:

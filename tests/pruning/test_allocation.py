@@ -71,3 +71,4 @@ def test_weight_mask_equals_stable_argsort_reference_with_ties():
         order = np.argsort(np.where(frozen.ravel(), -np.inf, s.ravel()), kind="stable")
         ref[order[:A.n_pruned(s.size, sp)]] = False
         np.testing.assert_array_equal(A.weight_mask(s, sp, frozen), ref.reshape(s.shape))
+

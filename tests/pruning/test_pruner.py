@@ -137,3 +137,26 @@ def test_unprunable_selection_is_reported_in_skipped():
     pruner.prune_now()
     assert "fc" in pruner.skipped and "model output" in pruner.skipped["fc"]
     assert "c1" not in pruner.skipped
+
+
+def test_a_group_the_rounding_keeps_whole_is_warned_about():
+    import warnings
+
+    import keras
+    import pytest
+
+    import kprune
+
+    x = keras.Input((8, 8, 3))
+    h = keras.layers.Conv2D(16, 3, name="c1")(x)
+    h = keras.layers.Conv2D(16, 3, name="c2")(h)
+    model = keras.Model(x, keras.layers.Dense(2, name="fc")(keras.layers.GlobalAveragePooling2D()(h)))
+    with pytest.warns(UserWarning, match=r"round_to: auto kept every channel of `c1` \(16 channels, the target keeps 15\)"):
+        pruner = kprune.Pruner(kprune.wrap(model, sparsity=0.05, op_types="Conv2D"))
+        pruner.prune_now()
+    assert set(pruner.rounded_whole) == {"c1", "c2"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        pruner = kprune.Pruner(kprune.wrap(model, sparsity=0.05, op_types="Conv2D", round_to=1))
+        pruner.prune_now()
+    assert pruner.rounded_whole == {} and kprune.sparsity(pruner.model)["total"] > 0
