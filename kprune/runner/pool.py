@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import multiprocessing
 import signal
-import time
 from collections import deque
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -99,21 +98,14 @@ class CellPool:
 
     def terminate(self):
         """Kills every worker now (running cells stop; they resume from their checkpoints)."""
-        procs = []
         for i, ex in enumerate(self._slots):
             if ex is None:
                 continue
             for proc in list((getattr(ex, "_processes", None) or {}).values()):
                 if proc.is_alive():
                     proc.terminate()
-                    procs.append(proc)
             ex.shutdown(wait=False, cancel_futures=True)
             self._slots[i] = None
-        deadline = time.monotonic() + 5.0  # a worker that outlives SIGTERM (e.g. still loading) gets SIGKILL
-        for proc in procs:
-            proc.join(max(0.0, deadline - time.monotonic()))
-            if proc.is_alive():
-                proc.kill()
 
     def close(self):
         """Shuts every worker down after its current cell."""
