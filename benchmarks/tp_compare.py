@@ -48,6 +48,10 @@ Usage::
     python benchmarks/tp_compare.py --seeds 0 1 2                 # the full study
     python benchmarks/tp_compare.py --seeds 0 --targets 0.5 --train-images 2000 \\
         --test-images 1000 --epochs 1 --criteria l1 taylor        # a one-minute smoke run
+    # two seeds side by side on 2 cores, then one table:
+    python benchmarks/tp_compare.py --seeds 0 --threads 1 --json s0.json &
+    python benchmarks/tp_compare.py --seeds 1 --threads 1 --json s1.json; wait
+    python benchmarks/tp_compare.py --merge s0.json s1.json
 """
 
 from __future__ import annotations
@@ -282,6 +286,8 @@ def torch_side(seed: int, args, data, init: str) -> dict:
 
     from _torch_resnet import CifarResNet, accuracy, conv_channels, recalibrate_bn, trainable_count
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     xtr, ytr, xte, yte = (torch.from_numpy(a) for a in to_nchw(*data))
     example = xtr[:1]
     torch.manual_seed(seed)
@@ -436,14 +442,42 @@ def parse(argv):
     p.add_argument("--calib-batches", type=int, default=10)
     p.add_argument("--bn-batches", type=int, default=20)
     p.add_argument("--bisect-iterations", type=int, default=14)
+    p.add_argument("--threads", type=int, default=0,
+                   help="CPU threads of each framework (TensorFlow intra-op, torch.set_num_threads); 0: their defaults. "
+                        "With 1, two seeds can run side by side on 2 cores")
     p.add_argument("--json", default="benchmarks/results/tp_compare.json")
+    p.add_argument("--merge", nargs="+", metavar="JSON",
+                   help="print the table of these result files together (their seeds pooled) and exit; "
+                        "they must share every setting but --seeds, --threads and --json")
     args = p.parse_args(argv)
     if "kprune" not in args.frameworks:
         p.error("--frameworks must include kprune (the Torch-Pruning-only run is not this script's purpose)")
     return args
 
 
+def merge(paths) -> dict:
+    """The results of several runs (e.g. one seed each, run side by side) as one: seeds pooled."""
+    import json
+    runs = [json.load(open(path)) for path in paths]
+    free = ("seeds", "threads", "json", "merge")
+    first = {k: v for k, v in runs[0]["args"].items() if k not in free}
+    for path, run in zip(paths, runs):
+        other = {k: v for k, v in run["args"].items() if k not in free}
+        if other != first:
+            diff = sorted(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
+            raise SystemExit(f"--merge: {path} differs from {paths[0]} in {', '.join(diff)}")
+    seeds = sorted((s for run in runs for s in run["seeds"]), key=lambda s: s["seed"])
+    if len({s["seed"] for s in seeds}) != len(seeds):
+        raise SystemExit(f"--merge: a seed appears twice in {', '.join(paths)}")
+    return {"args": {**runs[0]["args"], "seeds": [s["seed"] for s in seeds]}, "seeds": seeds}
+
+
 def main(argv=None) -> int:
+    args = parse(argv)
+    if args.merge:
+        print(table(merge(args.merge)))
+        return 0
+
     import keras
     import tensorflow as tf
 
@@ -451,7 +485,9 @@ def main(argv=None) -> int:
 
     from kprune.io import atomic_write_json
 
-    args = parse(argv)
+    if args.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     print(f"kprune's training loop takes PyTorch's SGD steps (max weight difference {check_trainer():.1e})", flush=True)
     xtr, ytr = load_arrays("train", args.train_images)
     xte, yte = load_arrays("test", args.test_images)
