@@ -253,8 +253,9 @@ def parse(argv):
     return args
 
 
-def merge(args) -> int:
-    """Combines per-seed result files into one (the seeds of parallel runs)."""
+def merge(args, render=None) -> int:
+    """Combines per-seed result files into one (the seeds of parallel runs) and prints
+    ``render(results)`` (default: this sweep's :func:`tables`)."""
     parts = []
     for path in args.merge:
         with open(path) as f:
@@ -262,10 +263,10 @@ def merge(args) -> int:
     results = dict(parts[0], seeds=[s for p in parts for s in p["seeds"]],
                    machine=[p["machine"] for p in parts], uptime_after=[p.get("uptime_after") for p in parts],
                    wall_seconds=[p.get("wall_seconds") for p in parts], merged_from=list(args.merge))
-    results["settings"]["seeds"] = [s["seed"] for s in results["seeds"]]
+    results["settings"]["seeds"] = sorted(s["seed"] for s in results["seeds"])
     from kprune.io import atomic_write_json
     atomic_write_json(args.json, results)
-    print(tables(results))
+    print((render or tables)(results))
     print(f"\nmerged {len(results['seeds'])} seeds from {args.merge} into {args.json}")
     return 0
 

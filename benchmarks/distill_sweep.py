@@ -181,26 +181,10 @@ def parse(argv):
     return args
 
 
-def merge(args) -> int:
-    parts = []
-    for path in args.merge:
-        with open(path) as f:
-            parts.append(json.load(f))
-    results = dict(parts[0], seeds=[s for p in parts for s in p["seeds"]], machine=[p["machine"] for p in parts],
-                   uptime_after=[p.get("uptime_after") for p in parts],
-                   wall_seconds=[p.get("wall_seconds") for p in parts], merged_from=list(args.merge))
-    results["settings"]["seeds"] = sorted(s["seed"] for s in results["seeds"])
-    from kprune.io import atomic_write_json
-    atomic_write_json(args.json, results)
-    print(tables(results))
-    print(f"\nmerged {len(results['seeds'])} seeds from {args.merge} into {args.json}")
-    return 0
-
-
 def main(argv=None) -> int:
     args = parse(argv)
     if args.merge:
-        return merge(args)
+        return cs.merge(args, tables)
     from kprune.data import calibration_batches, load
     from kprune.io import atomic_write_json
 

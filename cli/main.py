@@ -26,7 +26,7 @@ class _Group(click.Group):
         return sorted(self.commands)
 
 
-BACKENDS = {"tensorflow": "tensorflow", "jax": "jax", "torch": "torch"}  # Keras backend -> module it needs
+BACKENDS = ("jax", "tensorflow", "torch")  # Keras backends; each needs the package of its name
 
 
 def _set_backend(ctx, param, value):
@@ -35,9 +35,9 @@ def _set_backend(ctx, param, value):
         return None
     import importlib.util
 
-    if importlib.util.find_spec(BACKENDS[value]) is None:
-        raise click.BadParameter(f"the Keras backend `{value}` needs the `{BACKENDS[value]}` package, which is "
-                                 f"not installed (pip install -e \".[{value}]\" or pip install {BACKENDS[value]}).",
+    if importlib.util.find_spec(value) is None:
+        raise click.BadParameter(f"the Keras backend `{value}` needs the `{value}` package, which is "
+                                 f"not installed (pip install -e \".[{value}]\" or pip install {value}).",
                                  ctx=ctx, param=param)
     keras = sys.modules.get("keras")
     if keras is not None and keras.backend.backend() != value:
@@ -50,7 +50,7 @@ def _set_backend(ctx, param, value):
 @click.group(cls=_Group, epilog=EPILOG)
 @click.version_option(package_name="kprune")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")
-@click.option("--backend", type=click.Choice(sorted(BACKENDS)), envvar="KERAS_BACKEND", callback=_set_backend,
+@click.option("--backend", type=click.Choice(BACKENDS), envvar="KERAS_BACKEND", callback=_set_backend,
               expose_value=False, is_eager=True,
               help="Keras backend (default: $KERAS_BACKEND, else tensorflow). TFLite export, tf.data input "
                    "and the benchmarks still need TensorFlow installed; see docs/backends.md.")

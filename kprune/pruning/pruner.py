@@ -31,7 +31,7 @@ from kprune.pruning import fast_update, granularity, rewind, statistics
 from kprune.pruning.updaters import FilterUpdater, Job, LayerUpdater
 from kprune.schedules.iterative import round_sparsity
 from kprune.wrappers.prune_wrapper import PruneWrapper, weight_attributes
-from kprune.wrappers.selectors import flatten_layers, specs_of
+from kprune.wrappers.selectors import flatten_layers, specs_of, target_key
 from kprune.wrappers.wrap import find_wrappers, wrap
 
 log = logging.getLogger("kprune")
@@ -231,7 +231,7 @@ class Pruner:
         out = {}
         for w in self.active:
             for spec in specs_of(w.spec):
-                key = w.name if spec is w.spec else (w.name, spec["entry"])
+                key = target_key(w, spec["entry"])
                 final = spec["sparsity"] if spec.get("sparsity") is not None else spec["total_sparsity"]
                 if round_ is not None:
                     out[key] = round_sparsity(round_, self.schedule.rounds, final)

@@ -28,6 +28,7 @@ from kprune.errors import GraphError, KPruneError, RecipeError, UnsupportedLayer
 from kprune.graph.masks import apply_group_mask
 from kprune.pruning import allocation, granularity
 from kprune.wrappers.prune_wrapper import KERNEL_WEIGHTS, PruneWrapper
+from kprune.wrappers.selectors import target_key
 
 log = logging.getLogger("kprune")
 
@@ -63,7 +64,7 @@ class Job:
     def key(self, wrapper):
         """The key of ``wrapper``'s target in :meth:`kprune.Pruner.targets`: its name, or
         ``(name, entry)`` for a layer's second kind of unit (``spec["also"]``)."""
-        return wrapper.name if wrapper.spec["entry"] == self.entry else (wrapper.name, self.entry)
+        return target_key(wrapper, self.entry)
 
     def is_global(self) -> bool:
         """Whether the job's allocation ranks units over all its layers together."""
@@ -208,14 +209,14 @@ class FilterUpdater:
                 [s for _, _, s, _, _ in scored], targets[job.key(job.members[0])], costs=[c for *_, c, _ in scored],
                 max_per_unit=spec["max_sparsity_per_layer"], min_keep=min_keep, round_to=round_to,
                 frozen=None if p.soft else [f for *_, f in scored], widths=[g.width for g, *_ in scored])
-        else:
-            keeps = [allocation.channel_keep(s, min(targets[job.key(w)] for w in ws), round_to, min_keep,
-                                             None if p.soft else f, width=g.width)
-                     for g, ws, s, _, f in scored]
-        for (g, ws, *_), keep in zip(scored, keeps):
+        else:  # a group coupling layers of different targets takes the smallest
+            group_targets = [min(targets[job.key(w)] for w in ws) for _, ws, *_ in scored]
+            keeps = [allocation.channel_keep(s, t, round_to, min_keep, None if p.soft else f, width=g.width)
+                     for (g, ws, s, _, f), t in zip(scored, group_targets)]
+        for i, ((g, ws, *_), keep) in enumerate(zip(scored, keeps)):
             apply_group_mask(g, keep, soft=p.soft and not p.finalizing)
             if round_to != 1 and keep.all() and not job.is_global():
-                exact = allocation.kept_channels(g.size, min(targets[job.key(w)] for w in ws), 1, min_keep)
+                exact = allocation.kept_channels(g.size, group_targets[i], 1, min_keep)
                 if exact < g.size:  # the target prunes, the rounding kept everything
                     p.rounded_whole[ws[0].name] = (g.size, exact)
 

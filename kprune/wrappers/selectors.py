@@ -52,6 +52,12 @@ def specs_of(spec) -> list:
     return [spec, *spec.get("also", [])] if spec else []
 
 
+def target_key(wrapper, entry: int):
+    """The key of ``wrapper``'s target for config entry ``entry`` (:meth:`kprune.Pruner.targets`):
+    the layer's name, or ``(name, entry)`` for its second kind of unit (``spec["also"]``)."""
+    return wrapper.name if wrapper.spec["entry"] == entry else (wrapper.name, entry)
+
+
 def select(model, prune: dict) -> dict:
     """Resolves ``prune["config_list"]`` against a model.
 
@@ -109,7 +115,7 @@ def select(model, prune: dict) -> dict:
             if before is not None and _unit(before) != _unit(spec):
                 # heads and MLP units of one layer (a keras-hub block) are selected by two
                 # entries, one per kind of unit: the layer keeps both
-                mine = [x for x in [before, *before.get("also", [])] if _unit(x) != _unit(spec)]
+                mine = [x for x in specs_of(before) if _unit(x) != _unit(spec)]
                 spec["also"] = mine[:1]
             chosen[l.name] = spec
     out = {k: v for k, v in chosen.items() if k not in excluded}

@@ -62,18 +62,21 @@ def jax_run(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tf_run(tmp_path_factory, jax_run):
-    pytest.importorskip("tensorflow")
-    pytest.importorskip("ai_edge_litert")
-    out = _once(tmp_path_factory, "tf", "tf_deploy_run.py", "tensorflow", out=jax_run[0])
-    return json.loads((out / "tensorflow_deploy.json").read_text())
+    return _deploy(tmp_path_factory, jax_run, "tensorflow")
 
 
 @pytest.fixture(scope="module")
 def jax_export_run(tmp_path_factory, jax_run):
+    return _deploy(tmp_path_factory, jax_run, "jax")
+
+
+def _deploy(tmp_path_factory, jax_run, backend: str) -> dict:
+    """``tf_deploy_run.py`` under ``backend`` on the JAX run's saved models; its JSON report."""
     pytest.importorskip("tensorflow")
     pytest.importorskip("ai_edge_litert")
-    out = _once(tmp_path_factory, "jax_export", "tf_deploy_run.py", "jax", out=jax_run[0])
-    return json.loads((out / "jax_deploy.json").read_text())
+    name = "tf" if backend == "tensorflow" else f"{backend}_export"
+    out = _once(tmp_path_factory, name, "tf_deploy_run.py", backend, out=jax_run[0])
+    return json.loads((out / f"{backend}_deploy.json").read_text())
 
 
 def test_runs_on_jax_without_tensorflow(jax_run):

@@ -12,36 +12,14 @@ from click.testing import CliRunner
 
 from kprune.cli.main import cli
 
-FMNIST = "/usr/share/datasets/fashion-mnist"
 
-TINY = """
-name: tiny_jax
-seed: 0
-model: {name: lenet5}
-data: {name: fashion_mnist, batch_size: 64, take: 256, test_take: 128}
-train: {epochs: 1, optimizer: {name: adam, learning_rate: 0.001}}
-prune:
-  criterion: l1
-  granularity: filter
-  config_list:
-    - {op_types: [Conv2D, Dense], sparsity: 0.5}
-    - {op_names: [predictions], exclude: true}
-finetune: {epochs: 1, optimizer: {name: adam, learning_rate: 0.0005}}
-export: {quantize: none, benchmark: {threads: [1], runs: 3, warmup: 1}}
-"""
-
-
-def test_prune_recipe_on_the_jax_backend(tmp_path):
+def test_prune_recipe_on_the_jax_backend(tiny_recipe, tmp_path):
     if importlib.util.find_spec("jax") is None:
         pytest.skip("jax is not installed (pip install -e '.[jax]')")
-    if not os.path.isdir(FMNIST):
-        pytest.skip("needs Debian's dataset-fashion-mnist")
-    recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(TINY)
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
     code = "from kprune.cli.main import main; main()"
-    res = subprocess.run([sys.executable, "-c", code, "--backend", "jax", "prune", str(recipe), "--out",
-                          str(tmp_path / "run"), "--quiet"], env=env, capture_output=True, text=True, timeout=600)
+    res = subprocess.run([sys.executable, "-c", code, "--backend", "jax", "prune", str(tiny_recipe), "--out",
+                          str(tmp_path / "run"), "--quiet", "--set", "train.epochs=1", "--set", "finetune.epochs=1"], env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     result = json.loads((tmp_path / "run" / "result.json").read_text())
     assert result["machine"]["keras_backend"] == "jax"
@@ -49,9 +27,9 @@ def test_prune_recipe_on_the_jax_backend(tmp_path):
     assert result["export"]["tflite_accuracy"]["speedup"] == pytest.approx(result["performance"]["finetuned"], abs=0.01)
 
 
-def test_a_backend_without_its_package_is_a_usage_error():
-    missing = next((b for b in ("torch", "jax") if importlib.util.find_spec(b) is None), None)
-    if missing is None:
-        pytest.skip("every backend's package is installed")
+@pytest.mark.parametrize("missing", ["torch", "jax"])
+def test_a_backend_without_its_package_is_a_usage_error(missing, monkeypatch):
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == missing else find_spec(name, *a))
     res = CliRunner().invoke(cli, ["--backend", missing, "count", "x.keras"])
     assert res.exit_code == 2 and f"needs the `{missing}` package" in res.output

@@ -3,44 +3,16 @@
 note, and ratios in one direction (dense / pruned)."""
 
 import json
-import os
 
 import pytest
 from click.testing import CliRunner
 
 from kprune.cli.main import cli, format_result
 
-FMNIST = "/usr/share/datasets/fashion-mnist"
 
-TINY_FILTER = """
-name: tiny_filter
-seed: 0
-model: {name: lenet5}
-data: {name: fashion_mnist, batch_size: 64, take: 256, test_take: 128}
-train: {epochs: 2, optimizer: {name: adam, learning_rate: 0.001}}
-prune:
-  criterion: l1
-  granularity: filter
-  config_list:
-    - {op_types: [Conv2D, Dense], sparsity: 0.5}
-    - {op_names: [predictions], exclude: true}
-finetune: {epochs: 2, optimizer: {name: adam, learning_rate: 0.0005}}
-export: {quantize: none, benchmark: {threads: [1], runs: 5, warmup: 1}}
-"""
-
-
-@pytest.fixture
-def recipe(tmp_path):
-    if not os.path.isdir(FMNIST):
-        pytest.skip("needs Debian's dataset-fashion-mnist")
-    p = tmp_path / "tiny.yaml"
-    p.write_text(TINY_FILTER)
-    return p
-
-
-def test_prune_prints_stages_epochs_and_the_sparsity_note(recipe, tmp_path):
+def test_prune_prints_stages_epochs_and_the_sparsity_note(tiny_recipe, tmp_path):
     out = tmp_path / "run"
-    res = CliRunner().invoke(cli, ["prune", str(recipe), "--out", str(out)])
+    res = CliRunner().invoke(cli, ["prune", str(tiny_recipe), "--out", str(out)])
     assert res.exit_code == 0, res.output
     text = res.output
     headers = ["[1/6] training", "[2/6] pruning", "[3/6] fine-tuning", "[4/6] compacting", "[5/6] export",
@@ -68,7 +40,7 @@ def test_prune_prints_stages_epochs_and_the_sparsity_note(recipe, tmp_path):
     state["stages"] = {"train": {"epoch": 1, "test_accuracy": train["test_accuracy"],
                                  "checkpoint": train["checkpoint"]}}
     (out / "state.json").write_text(json.dumps(state))
-    res = CliRunner().invoke(cli, ["prune", str(recipe), "--out", str(out), "--resume"])
+    res = CliRunner().invoke(cli, ["prune", str(tiny_recipe), "--out", str(out), "--resume"])
     assert res.exit_code == 0, res.output
     train = res.output[res.output.index("[1/6] training"):res.output.index("[2/6] pruning")]
     assert "Epoch 2/2" in train and "Epoch 1/2" not in train

@@ -7,7 +7,6 @@ from __future__ import annotations
 import math
 
 import keras
-
 import numpy as np
 
 from kprune.graph.layers.base import LayerRule, elements, prod, register
@@ -47,7 +46,7 @@ def record_heads(state, op, units: int, per: int, producers, consumers, reason=N
         consumers: ``[(weight path, head axis)]``: the output projection (query-head indexed).
         reason: makes the heads unprunable with this reason.
         width: the head size (gcd of key and value sizes), so that ``round_to`` rounds the kept
-            heads to keep channel counts multiples of it (:meth:`ChannelGroup.round_step`).
+            heads to keep channel counts multiples of it (:func:`kprune.pruning.allocation.round_kept`).
 
     Returns:
         The units' labels.

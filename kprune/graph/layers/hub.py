@@ -29,6 +29,7 @@ import keras
 from kprune.graph.layers.attention import (AttentionRule, attention_weights, head_slices, record_heads,
                                            record_units)
 from kprune.graph.layers.base import LayerRule, activation_is_zero_at_zero, elements, prod, register, rule_for
+from kprune.graph.walk import weight_at
 
 _STREAM = ("enters the residual stream of {what}, normalized over channels by its {norm} "
            "(pruning it would not be exact)")
@@ -215,35 +216,29 @@ class _DecoderRule(LayerRule):
         width = getattr(att, "head_dim", None) or getattr(att, "_head_dim", None) or 1
         record_heads(ctx.state, ctx.op, units, per, producers + biases, [(f"{names['output']}.kernel", out_axis)],
                      self.head_reason(layer, ctx.what), width=int(width))
-        n = int(self._dense(layer, self.up).kernel.shape[-1])
+        n = int(weight_at(layer, self.up).kernel.shape[-1])
         record_units(ctx.state, ctx.op, n, [(f"{p}.kernel", 1) for p in (self.up, self.gate) if p],
                      [(f"{self.down}.kernel", 0)])
         return ctx.opaque(f"produced by {ctx.what} (its residual stream)")
-
-    @staticmethod
-    def _dense(layer, path):
-        for part in path.split("."):
-            layer = getattr(layer, part)
-        return layer
 
     def masked_weights(self, layer) -> dict:
         names, biased = self._att_paths(layer)
         out = {}
         for role, path in names.items():
-            dense = self._dense(layer, path)
+            dense = weight_at(layer, path)
             out[f"{path}.kernel"] = dense.kernel
             if biased[role]:
                 out[f"{path}.bias"] = dense.bias
         for path in (self.up, self.gate, self.down):
             if path:
-                out[f"{path}.kernel"] = self._dense(layer, path).kernel
+                out[f"{path}.kernel"] = weight_at(layer, path).kernel
         return out
 
     def kept(self, layer, sizes):
         """``(kept key/value heads, kept MLP units)``."""
         units, _, axis, _ = self.heads(layer)
         names, _ = self._att_paths(layer)
-        n = int(self._dense(layer, self.up).kernel.shape[-1])
+        n = int(weight_at(layer, self.up).kernel.shape[-1])
         return sizes.kept(f"{names['key']}.kernel", axis, units), sizes.kept(f"{self.up}.kernel", 1, n)
 
     def macs(self, layer, in_shapes, out_shapes):
@@ -251,17 +246,17 @@ class _DecoderRule(LayerRule):
         tokens = prod(shape[1:-1], layer, "sequence")
         att = getattr(layer, self.attention)
         names, _ = self._att_paths(layer)
-        q_heads, head_dim = att.num_query_heads, int(self._dense(layer, names["query"]).kernel.shape[-1])
-        terms = [(self._dense(layer, p).kernel, None, tokens) for p in names.values()]
+        q_heads, head_dim = att.num_query_heads, int(weight_at(layer, names["query"]).kernel.shape[-1])
+        terms = [(weight_at(layer, p).kernel, None, tokens) for p in names.values()]
         terms += [(None, 2 * q_heads * tokens * tokens * head_dim, 1)]  # scores and context
-        terms += [(self._dense(layer, p).kernel, None, tokens) for p in (self.up, self.gate, self.down) if p]
+        terms += [(weight_at(layer, p).kernel, None, tokens) for p in (self.up, self.gate, self.down) if p]
         return terms
 
     def ops(self, layer, in_shapes, out_shapes):
         shape = in_shapes[0]
         tokens = prod(shape[1:-1], layer, "sequence")
         att = getattr(layer, self.attention)
-        n_hidden = int(self._dense(layer, self.up).kernel.shape[-1])
+        n_hidden = int(weight_at(layer, self.up).kernel.shape[-1])
         # two RMSNorms (~4 ops per element), softmax over the scores, the gate's activation and
         # product, and the two residual adds
         return (8 + 2) * elements([shape], layer) + att.num_query_heads * tokens * tokens + 2 * tokens * n_hidden
