@@ -16,7 +16,7 @@ quickstart: data
 	python3 -m venv .venv && .venv/bin/pip install -e ".[plot]" && .venv/bin/kprune-cli prune recipes/quickstart.yaml --out runs/quickstart
 
 test:
-	python3 -m venv .venv && .venv/bin/pip install -e ".[test]" && .venv/bin/python -m pytest -q -n 2
+	python3 -m venv .venv && .venv/bin/pip install -e ".[test]" && .ci/torch-cpu && .venv/bin/python -m pytest -q -n 2
 
 clean:
 	rm -rf .venv runs build *.egg-info

@@ -1,9 +1,9 @@
-"""Training overhead of kprune's wrappers on the JAX backend, with TensorFlow beside it.
+"""Training overhead of kprune's wrappers on the JAX and PyTorch backends, with TensorFlow beside them.
 
 Keras fixes its backend at import, so each backend runs in its own subprocess (``--worker``).
 In each, four variants of one small CNN train with ``model.fit`` on the same Fashion-MNIST
-batches (the local copy, read with numpy; no TensorFlow import in the JAX worker), from the
-same initial weights (the JAX worker cannot import TensorFlow):
+batches (the local copy, read with numpy; the JAX and PyTorch workers cannot import
+TensorFlow), from the same initial weights:
 
 * ``plain``: the Keras model;
 * ``oneshot``: ``kprune.wrap`` (level criterion, weight granularity, every Conv2D/Dense kernel
@@ -18,12 +18,13 @@ compilation) is not timed; seconds per epoch are wall clock from ``on_epoch_begi
 order; the table gives the median over all timed epochs and the range, and three ratios to
 ``plain``: of the medians, paired within each round (median and range over rounds; this one
 cancels load that changes between rounds on a shared machine), and of the minima. JAX compiles the train
-step with XLA (Keras' default there); TensorFlow runs with ``jit_compile=False``, as
+step with XLA (Keras' default there), PyTorch runs eagerly (Keras' default there: no
+``torch.compile``); TensorFlow runs with ``jit_compile=False``, as
 ``benchmarks/wrap_overhead.py`` does, so that the compiled in-step mask update applies.
 
 Usage::
 
-    python benchmarks/backend_overhead.py [--backends jax tensorflow] [--rounds 2] [--epochs 3]
+    python benchmarks/backend_overhead.py [--backends jax torch tensorflow] [--rounds 2] [--epochs 3]
         [--steps 50] [--batch-size 128] [--sparsity 0.8] [--json benchmarks/results/backend_overhead.json]
 """
 
@@ -54,17 +55,27 @@ def cnn3(keras):
 
 
 class _NoTensorFlow:
-    """A ``sys.meta_path`` finder that makes TensorFlow unimportable (the JAX worker runs as on
-    a machine without it; Keras would otherwise import it, when installed, in ``get_config``)."""
+    """A ``sys.meta_path`` finder and loader that makes TensorFlow unimportable (the JAX and
+    PyTorch workers run as on a machine without it; Keras would otherwise import it, when
+    installed, in ``get_config``). It finds a spec without a file, so ``importlib.util.find_spec``
+    probes (PyTorch's dynamo makes one for every library it knows) still succeed, and fails on load."""
 
     def find_spec(self, name, path=None, target=None):
         if name == "tensorflow" or name.startswith("tensorflow."):
-            raise ModuleNotFoundError(f"No module named {name!r} (blocked in the JAX worker)")
+            import importlib.machinery
+            return importlib.machinery.ModuleSpec(name, self)
         return None
+
+    def create_module(self, spec):
+        raise ModuleNotFoundError(f"No module named {spec.name!r} (blocked in the {os.environ.get('KERAS_BACKEND')} "
+                                  "worker)", name=spec.name)
+
+    def exec_module(self, module):  # never reached
+        raise ModuleNotFoundError(module.__name__)
 
 
 def worker(args) -> dict:
-    if args.worker == "jax":
+    if args.worker != "tensorflow":
         sys.meta_path.insert(0, _NoTensorFlow())
     import numpy as np
     import keras
@@ -106,7 +117,7 @@ def worker(args) -> dict:
                                                                  "sparsity": args.sparsity}]}})
         return wrapped, [kprune.PruningCallback()]
 
-    jit = {} if keras.backend.backend() == "jax" else {"jit_compile": False}
+    jit = {"jit_compile": False} if keras.backend.backend() == "tensorflow" else {}
     times = {v: [] for v in VARIANTS}
     per_round = {v: [] for v in VARIANTS}  # each round's timed epochs, for paired ratios
     reached = {}
@@ -127,6 +138,9 @@ def worker(args) -> dict:
     if keras.backend.backend() == "jax":
         import jax
         versions["jax"] = jax.__version__
+    elif keras.backend.backend() == "torch":
+        import torch
+        versions["torch"] = torch.__version__
     else:
         import tensorflow as tf
         versions["tensorflow"] = tf.__version__
@@ -137,7 +151,7 @@ def worker(args) -> dict:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--backends", nargs="+", default=["jax", "tensorflow"])
+    p.add_argument("--backends", nargs="+", default=["jax", "torch", "tensorflow"], choices=("jax", "torch", "tensorflow"))
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--steps", type=int, default=50)
@@ -188,7 +202,7 @@ def main():
     for backend, got in results["backends"].items():
         print(f"\n{backend}: keras {got['keras']}, jit_compile={got['jit_compile']}, "
               f"tensorflow imported: {got['tensorflow_imported']}, worker wall {got['wall_s']} s"
-              + "".join(f", {k} {got[k]}" for k in ("jax", "tensorflow") if k in got))
+              + "".join(f", {k} {got[k]}" for k in ("jax", "torch", "tensorflow") if k in got))
     if args.json:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
         from _results import write_json

@@ -215,7 +215,67 @@ def _make_converter(model, quantize, samples, io_dtype, sparsity, tmp=None):
     return converter
 
 
+#: Keras backends whose models TensorFlow's converter traces in this process (JAX through
+#: jax2tf); a model of another backend (PyTorch) is converted in a TensorFlow child process
+IN_PROCESS_BACKENDS = ("tensorflow", "jax")
+
+
+def _convert_in_tensorflow_process(model, quantize, samples, io_dtype, sparsity) -> bytes:
+    """Saves ``model`` as ``.keras`` and converts it in a child process running Keras on
+    TensorFlow (the converter cannot trace a PyTorch model); the child's ExportError message,
+    if any, is raised here."""
+    import importlib.util
+    import pickle
+    import subprocess
+    import sys
+
+    import keras
+
+    backend = keras.backend.backend()
+    if importlib.util.find_spec("tensorflow") is None:
+        raise ExportError(f"TFLite conversion of a model built on the `{backend}` backend runs TensorFlow in a "
+                          "child process, and TensorFlow is not installed. Received: KERAS_BACKEND="
+                          f"{backend!r}. Fix: pip install tensorflow, or save the model (.keras) and convert "
+                          "it where TensorFlow is installed (kprune-cli export MODEL.keras).")
+    with tempfile.TemporaryDirectory() as tmp:
+        src, job, out = (os.path.join(tmp, n) for n in ("model.keras", "job.pkl", "model.tflite"))
+        try:
+            model.save(src)
+        except Exception as err:
+            raise ExportError(f"TFLite conversion under the `{backend}` backend saves the model as .keras for a "
+                              f"TensorFlow process, and saving model `{model.name}` failed: "
+                              f"{type(err).__name__}: {err}") from err
+        with open(job, "wb") as f:
+            pickle.dump({"quantize": quantize, "samples": samples, "io_dtype": io_dtype, "sparsity": sparsity}, f)
+        env = dict(os.environ, KERAS_BACKEND="tensorflow")
+        code = "import sys; from kprune.export.tflite import _child_convert; _child_convert(*sys.argv[1:])"
+        proc = subprocess.run([sys.executable, "-c", code, src, job, out], env=env, capture_output=True, text=True)
+        if proc.returncode != 0:
+            tail = proc.stderr.strip().splitlines()
+            raise ExportError(f"TFLite conversion in the TensorFlow child process failed (model `{model.name}`, "
+                              f"built on the `{backend}` backend). Its last lines:\n" + "\n".join(tail[-15:]))
+        with open(out, "rb") as f:
+            return f.read()
+
+
+def _child_convert(src, job, out):
+    """The child side of :func:`_convert_in_tensorflow_process` (Keras on TensorFlow)."""
+    import pickle
+
+    import keras
+
+    with open(job, "rb") as f:
+        args = pickle.load(f)
+    content = _convert(keras.saving.load_model(src), **args)
+    with open(out, "wb") as f:
+        f.write(content)
+
+
 def _convert(model, quantize, samples, io_dtype, sparsity) -> bytes:
+    import keras
+
+    if keras.backend.backend() not in IN_PROCESS_BACKENDS:
+        return _convert_in_tensorflow_process(model, quantize, samples, io_dtype, sparsity)
     try:
         # from_keras_model prints "Saved artifact at ..." and the converter warns about
         # input statistics it does not need; keep both off the user's console.

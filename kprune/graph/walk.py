@@ -180,8 +180,10 @@ class MaskedLayer:
         set_mask(attr, mask): sets one mask and zeroes the masked entries of the weight.
     """
 
-    layer = None
-    masks: dict = {}
+    # annotations only: a class attribute `layer` would shadow the sublayer that PyTorch's
+    # nn.Module (Keras' torch backend) keeps in `_modules` and finds through __getattr__
+    layer: object
+    masks: dict
 
     def set_mask(self, attr, mask):  # pragma: no cover - an interface method
         raise TypeError(f"{type(self).__name__} must define set_mask(attr, mask).")

@@ -52,7 +52,7 @@ def accuracy(model, dataset) -> float:
     """Top-1 accuracy of a logits/probabilities model on a ``(x, y)`` dataset (inference mode)."""
     correct = total = 0
     for x, y in dataset:
-        pred = np.argmax(np.asarray(model(x, training=False)), axis=-1)
+        pred = np.argmax(keras.ops.convert_to_numpy(model(x, training=False)), axis=-1)
         y = np.asarray(y).reshape(-1)
         correct += int(np.sum(pred == y))
         total += y.size

@@ -213,7 +213,7 @@ def activation_sources(model, names) -> dict:
 
 
 #: backends on which kprune collects activation and gradient statistics
-STATISTICS_BACKENDS = ("tensorflow", "jax")
+STATISTICS_BACKENDS = ("tensorflow", "jax", "torch")
 
 
 def check_backend(criterion: str, needs) -> None:
@@ -231,7 +231,7 @@ def check_backend(criterion: str, needs) -> None:
 def _graph_runner(model, keys):
     """A compiled function computing the flat-graph tensors ``keys`` in inference mode: a
     ``tf.function`` under TensorFlow; under JAX the graph runs eagerly (jitting it would freeze
-    the weights of the first call as constants)."""
+    the weights of the first call as constants), under PyTorch eagerly without autograd."""
     from keras import tree
 
     flat = flatten_graph(model)
@@ -249,6 +249,9 @@ def _graph_runner(model, keys):
                 values[k] = o
         return [values[k] for k in keys]
 
+    if keras.backend.backend() == "torch":
+        import torch
+        return torch.no_grad()(run)  # inference: no autograd graph through the parameters
     if keras.backend.backend() != "tensorflow":
         return run
     import tensorflow as tf
@@ -285,7 +288,7 @@ def collect_activations(model, data, names, batches: int = 10, cache: dict | Non
     for x, _, _ in iter_batches(data, batches):
         values = dict(zip(keys, run(x)))
         for name, src in sources.items():
-            v = np.asarray(values[src.key])
+            v = keras.ops.convert_to_numpy(values[src.key])
             if src.relu:
                 v = np.maximum(v, 0.0)
             c = v.shape[src.channel_axis]
@@ -345,7 +348,7 @@ def collect_gradients(model, data, variables: dict, batches: int = 10, loss=None
         if y is None:
             raise DataError("gradient statistics need labels: the data must yield (x, y) batches.")
         for k, g in zip(keys, grads_of(x, y)):
-            g = np.zeros_like(weights[k]) if g is None else np.asarray(g, dtype=np.float64)
+            g = np.zeros_like(weights[k]) if g is None else keras.ops.convert_to_numpy(g).astype(np.float64)
             acc[k]._add(weights[k], g)
     return {k: s._finish() for k, s in acc.items()}
 
@@ -354,9 +357,12 @@ def _gradient_fn(model, trainable, non_trainable, chosen, loss_fn):
     """A compiled function (x, y) -> gradients of the loss w.r.t. ``trainable[chosen]``, in
     training mode through ``stateless_call`` (the new non-trainable values are dropped):
     ``tf.GradientTape`` in a ``tf.function`` under TensorFlow, ``jax.grad`` under ``jax.jit``
-    under JAX (the variables' values are arguments, so later weights are seen)."""
+    under JAX (the variables' values are arguments, so later weights are seen),
+    ``torch.autograd.grad`` eagerly under PyTorch."""
     if keras.backend.backend() == "jax":
         return _jax_gradient_fn(model, trainable, non_trainable, chosen, loss_fn)
+    if keras.backend.backend() == "torch":
+        return _torch_gradient_fn(model, trainable, non_trainable, chosen, loss_fn)
     import tensorflow as tf
 
     @tf.function(reduce_retracing=True)
@@ -388,6 +394,23 @@ def _jax_gradient_fn(model, trainable, non_trainable, chosen, loss_fn):
         values = [v.value for v in trainable]
         fixed = [v.value for v in non_trainable]
         return grad([values[i] for i in chosen], values, fixed, x, y)
+
+    return grads_of
+
+
+def _torch_gradient_fn(model, trainable, non_trainable, chosen, loss_fn):
+    """Eager ``torch.autograd.grad`` of the loss w.r.t. detached copies of the chosen values
+    (the model's own parameters and their ``.grad`` are left alone)."""
+    import torch
+
+    def grads_of(x, y):
+        values = [v.value.detach() for v in trainable]
+        picked = [values[i].clone().requires_grad_(True) for i in chosen]
+        for i, v in zip(chosen, picked):
+            values[i] = v
+        fixed = [v.value.detach() for v in non_trainable]
+        pred, _ = model.stateless_call(values, fixed, x, training=True)
+        return torch.autograd.grad(loss_fn(y, pred), picked, allow_unused=True)
 
     return grads_of
 

@@ -13,6 +13,7 @@ shuffled with the given seed, with the validation examples held out; pruned weig
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 
 from kprune import data
@@ -44,7 +45,7 @@ def default_evaluator(recipe, take: int | None = 1000):
     def evaluate(model) -> float:
         correct = total = 0
         for x, y in batches:
-            pred = np.argmax(np.asarray(model(x, training=False)), axis=-1)
+            pred = np.argmax(keras.ops.convert_to_numpy(model(x, training=False)), axis=-1)
             correct += int(np.sum(pred == y))
             total += y.size
         return correct / max(total, 1)

@@ -1,25 +1,35 @@
-"""kprune's core on the JAX backend, run in a subprocess by test_jax_core.py.
+"""kprune's core on the JAX or PyTorch backend, run in a subprocess by test_core_backends.py.
 
-Usage: KERAS_BACKEND=jax python jax_core_run.py OUT_DIR
+Usage: KERAS_BACKEND=jax|torch python core_run.py OUT_DIR
 
-TensorFlow is made unimportable first (as on a machine with only JAX installed; Keras itself
-would otherwise import TensorFlow when it is installed, to recognise tf.TensorShape in
-get_config), so any import of it by kprune's core path fails the run. Writes OUT_DIR/result.json
-with the measured numbers, and OUT_DIR/deploy.keras, deploy_x.npy and deploy_y.npy for the
-cross-backend deploy test.
+TensorFlow is made unimportable first (as on a machine with only JAX or PyTorch installed;
+Keras itself would otherwise import TensorFlow when it is installed, to recognise
+tf.TensorShape in get_config), so any import of it by kprune's core path fails the run. Writes
+OUT_DIR/result.json with the measured numbers, and OUT_DIR/deploy.keras, deploy_x.npy and
+deploy_y.npy for the cross-backend deploy test.
 """
 
 import importlib.abc
+import importlib.machinery
 import json
 import os
 import sys
 
 
-class _NoTensorFlow(importlib.abc.MetaPathFinder):
+class _NoTensorFlow(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    """Finds ``tensorflow`` (so that ``importlib.util.find_spec`` probes, such as PyTorch's
+    dynamo makes for every known library, see a spec without a file) but fails to load it."""
+
     def find_spec(self, name, path=None, target=None):
         if name == "tensorflow" or name.startswith("tensorflow."):
-            raise ModuleNotFoundError(f"No module named {name!r} (blocked by the JAX backend test)")
+            return importlib.machinery.ModuleSpec(name, self)
         return None
+
+    def create_module(self, spec):
+        raise ModuleNotFoundError(f"No module named {spec.name!r} (blocked by the backend test)", name=spec.name)
+
+    def exec_module(self, module):  # never reached
+        raise ModuleNotFoundError(module.__name__)
 
 
 sys.meta_path.insert(0, _NoTensorFlow())
@@ -30,7 +40,8 @@ import kprune  # noqa: E402
 from kprune.pruning.pruner import Pruner  # noqa: E402
 
 OUT = sys.argv[1]
-result = {"backend": keras.backend.backend()}
+BACKEND = keras.backend.backend()
+result = {"backend": BACKEND}
 
 
 def cnn(seed=0):
@@ -143,10 +154,11 @@ record("iterative_l2", it)
 
 # 3b. steps_per_execution=2 (the callback reads the optimizer's step count between calls), a
 #     data-driven criterion inside fit (statistics on the synced weights), and LotteryTicket rounds
-spe = kprune.wrap(cnn(), recipe(schedule={"name": "agp", "start_step": 0, "end_step": 6, "frequency": 1}))
-spe.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), steps_per_execution=2)
-spe.fit(X, Y, batch_size=8, epochs=2, verbose=0, callbacks=[kprune.PruningCallback()])
-record("steps_per_execution", spe)
+if BACKEND != "torch":  # Keras' PyTorch trainer requires steps_per_execution=1
+    spe = kprune.wrap(cnn(), recipe(schedule={"name": "agp", "start_step": 0, "end_step": 6, "frequency": 1}))
+    spe.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True), steps_per_execution=2)
+    spe.fit(X, Y, batch_size=8, epochs=2, verbose=0, callbacks=[kprune.PruningCallback()])
+    record("steps_per_execution", spe)
 tay = kprune.wrap(cnn(), recipe("taylor_fo", schedule={"name": "agp", "start_step": 0, "end_step": 3}))
 fit(tay, epochs=1, callbacks=[kprune.PruningCallback(data=(X, Y))])
 record("taylor_in_fit", tay)
@@ -186,7 +198,7 @@ TX = rng.normal(size=(32, 6, 16)).astype("float32")
 th = kprune.wrap(tm, {"prune": {"criterion": "l1", "granularity": "head", "schedule": {"name": "oneshot"},
                                 "config_list": [{"op_names": ["mha"], "sparsity": 0.5}]}})
 th.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-th.fit(TX, Y[:32], batch_size=8, epochs=1, verbose=0, callbacks=[kprune.PruningCallback()])
+th.fit(TX, Y[:32] % 3, batch_size=8, epochs=1, verbose=0, callbacks=[kprune.PruningCallback()])
 ts = kprune.compact(th)
 result["heads"] = {"kept": int(ts.get_layer("mha").num_heads), "macs": int(kprune.count(ts).macs),
                    "macs_plain": int(kprune.count(tm).macs),
@@ -235,36 +247,43 @@ for crit, gran, layers in [("l1", "filter", None), ("l2", "filter", None), ("fpg
     crits[f"{crit}/{gran}"]["zero_where_masked"] = all(np.all(k[mask == 0] == 0) for k, mask in ks.values())
 result["criteria"] = crits
 
-# 6. a hand-written, jitted JAX training loop: the masks travel with the state (mask_values)
-import jax  # noqa: E402
-from kprune.wrappers import stateless  # noqa: E402
+# 6. a hand-written training loop: on JAX jitted, the masks travelling with the state
+#    (mask_values); on PyTorch eager, as Keras' guide writes it (backward, then optimizer.apply)
 loop = kprune.wrap(cnn(), recipe())
 Pruner(loop).on_step()  # one-shot: the masks are set before the first step
 opt = keras.optimizers.Adam(1e-2)
 opt.build(loop.trainable_variables)
 loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+if BACKEND == "jax":
+    import jax  # noqa: E402
+    from kprune.wrappers import stateless  # noqa: E402
 
+    def loss_and_updates(tv, ntv, x, y):
+        pred, ntv = loop.stateless_call(tv, ntv, x, training=True)
+        return loss_fn(y, pred), ntv
 
-def loss_and_updates(tv, ntv, x, y):
-    pred, ntv = loop.stateless_call(tv, ntv, x, training=True)
-    return loss_fn(y, pred), ntv
+    @jax.jit
+    def train_step(tv, ntv, ov, x, y):
+        (_, ntv), grads = jax.value_and_grad(loss_and_updates, has_aux=True)(tv, ntv, x, y)
+        with stateless.mask_values(loop, ntv):
+            tv, ov = opt.stateless_apply(ov, grads, tv)
+        return tv, ntv, ov
 
-
-@jax.jit
-def train_step(tv, ntv, ov, x, y):
-    (_, ntv), grads = jax.value_and_grad(loss_and_updates, has_aux=True)(tv, ntv, x, y)
-    with stateless.mask_values(loop, ntv):
-        tv, ov = opt.stateless_apply(ov, grads, tv)
-    return tv, ntv, ov
-
-
-tv = [v.value for v in loop.trainable_variables]
-ntv = [v.value for v in loop.non_trainable_variables]
-ov = [v.value for v in opt.variables]
-for i in range(0, 64, 16):
-    tv, ntv, ov = train_step(tv, ntv, ov, X[i:i + 16], Y[i:i + 16])
-for v, value in zip(loop.trainable_variables, tv):
-    v.assign(value)
+    tv = [v.value for v in loop.trainable_variables]
+    ntv = [v.value for v in loop.non_trainable_variables]
+    ov = [v.value for v in opt.variables]
+    for i in range(0, 64, 16):
+        tv, ntv, ov = train_step(tv, ntv, ov, X[i:i + 16], Y[i:i + 16])
+    for v, value in zip(loop.trainable_variables, tv):
+        v.assign(value)
+else:
+    import torch  # noqa: E402
+    for i in range(0, 64, 16):
+        loss = loss_fn(Y[i:i + 16], loop(X[i:i + 16], training=True))
+        loop.zero_grad()
+        loss.backward()
+        with torch.no_grad():
+            opt.apply([v.value.grad for v in loop.trainable_weights], loop.trainable_weights)
 record("custom_loop", loop)
 result["custom_loop_changed"] = bool(np.any(keras.ops.convert_to_numpy(loop.get_layer("c1").layer.kernel)
                                             != keras.ops.convert_to_numpy(kprune.wrap(cnn(), recipe())
@@ -279,7 +298,7 @@ np.save(os.path.join(OUT, "stats_y.npy"), Y)
 acts = statistics.collect_activations(base, (X, Y), ["c1", "c2"], batches=2)
 grads = statistics.collect_gradients(base, (X, Y), {"c1": base.get_layer("c1").kernel,
                                                     "c2": base.get_layer("c2").kernel}, batches=2)
-np.savez(os.path.join(OUT, "stats_jax.npz"), **{f"{n}_apoz": a.apoz for n, a in acts.items()},
+np.savez(os.path.join(OUT, "stats.npz"), **{f"{n}_apoz": a.apoz for n, a in acts.items()},
          **{f"{n}_mean": a.mean for n, a in acts.items()}, **{f"{n}_grad": g.grad for n, g in grads.items()},
          **{f"{n}_gw2": g.gw2 for n, g in grads.items()})
 
