@@ -60,11 +60,18 @@ def litert_logs_silenced(active: bool = True):
 
 
 def import_tensorflow() -> None:
-    """Imports TensorFlow and Keras, quietly unless the CLI runs with ``--verbose``.
+    """Imports TensorFlow and Keras, quietly unless the CLI runs with ``--verbose``. Without
+    TensorFlow installed (Keras on JAX or PyTorch) only Keras is imported; the commands that
+    need TensorFlow say so themselves.
 
     A failing import is not hidden: the exception propagates after stderr is restored.
     """
     if "tensorflow" in sys.modules and "keras" in sys.modules:
+        return
+    import importlib.util
+
+    if importlib.util.find_spec("tensorflow") is None:
+        import keras  # noqa: F401
         return
     if _state["verbose"]:
         import keras  # noqa: F401

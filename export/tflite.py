@@ -224,7 +224,6 @@ def _convert_in_tensorflow_process(model, quantize, samples, io_dtype, sparsity)
     """Saves ``model`` as ``.keras`` and converts it in a child process running Keras on
     TensorFlow (the converter cannot trace a PyTorch model); the child's ExportError message,
     if any, is raised here."""
-    import importlib.util
     import pickle
     import subprocess
     import sys
@@ -232,11 +231,6 @@ def _convert_in_tensorflow_process(model, quantize, samples, io_dtype, sparsity)
     import keras
 
     backend = keras.backend.backend()
-    if importlib.util.find_spec("tensorflow") is None:
-        raise ExportError(f"TFLite conversion of a model built on the `{backend}` backend runs TensorFlow in a "
-                          "child process, and TensorFlow is not installed. Received: KERAS_BACKEND="
-                          f"{backend!r}. Fix: pip install tensorflow, or save the model (.keras) and convert "
-                          "it where TensorFlow is installed (kprune-cli export MODEL.keras).")
     with tempfile.TemporaryDirectory() as tmp:
         src, job, out = (os.path.join(tmp, n) for n in ("model.keras", "job.pkl", "model.tflite"))
         try:
@@ -272,8 +266,15 @@ def _child_convert(src, job, out):
 
 
 def _convert(model, quantize, samples, io_dtype, sparsity) -> bytes:
+    import importlib.util
+
     import keras
 
+    if importlib.util.find_spec("tensorflow") is None:
+        raise ExportError(f"TFLite conversion needs TensorFlow (the converter is TensorFlow's), which is not "
+                          f"installed. Received: model `{model.name}` on KERAS_BACKEND={keras.backend.backend()!r}. "
+                          "Fix: pip install tensorflow, or save the model (.keras) and convert it where TensorFlow "
+                          "is installed (kprune-cli export MODEL.keras).")
     if keras.backend.backend() not in IN_PROCESS_BACKENDS:
         return _convert_in_tensorflow_process(model, quantize, samples, io_dtype, sparsity)
     try:

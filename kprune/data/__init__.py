@@ -14,7 +14,10 @@ labels ``int32``. Sources are tried in this order:
 2. tensorflow-datasets (``tfds.load(..., as_supervised=True)``), which downloads into
    ``data_dir`` (default ``~/tensorflow_datasets``) when the network is reachable.
 
-If both fail, :class:`~kprune.errors.DataError` says how to provide either.
+If both fail, :class:`~kprune.errors.DataError` says how to provide either. Without TensorFlow
+installed (Keras on JAX or PyTorch), or with ``pipeline="numpy"``, ``load`` reads the local
+copies with NumPy and returns :class:`~kprune.data.arrays.ArrayBatches` (a
+``keras.utils.PyDataset`` with the same preprocessing and standard augmentation).
 
 Splits: ``"train"``, ``"test"`` (ImageNet's labelled ``validation`` split stands in for
 its test split) and ``"validation"``, carved from the *end* of the training split: the

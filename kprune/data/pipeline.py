@@ -1,8 +1,10 @@
-"""``load``: a dataset split as a batched, prefetched ``tf.data.Dataset``, offline first."""
+"""``load``: a dataset split as a batched, prefetched ``tf.data.Dataset`` (or, without
+TensorFlow, :class:`~kprune.data.arrays.ArrayBatches` of a local copy), offline first."""
 
 from __future__ import annotations
 
 import functools
+import importlib.util
 
 import numpy as np
 
@@ -12,6 +14,7 @@ from kprune.data.catalog import KNOWN, NORMALIZATION, TFDS_TEST_SPLIT, canonical
 from kprune.errors import DataError
 
 AUGMENTS = ("none", "standard")
+PIPELINES = ("auto", "tf.data", "numpy")
 SPLITS = ("train", "test", "validation")
 DEFAULT_VALIDATION_FRACTION = 0.1
 
@@ -77,7 +80,7 @@ def _tfds_split(name: str, split: str, data_dir):
 def load(name: str, split: str = "train", batch_size: int = 128, augment: str = "none",
          shuffle: bool = True, seed: int = 0, data_dir: str | None = None,
          image_size: int | None = None, take: int | None = None,
-         validation_fraction: float | None = None, normalize: bool = False):
+         validation_fraction: float | None = None, normalize: bool = False, pipeline: str = "auto"):
     """Loads a dataset split as a batched, prefetched ``tf.data.Dataset``.
 
     Args:
@@ -99,20 +102,27 @@ def load(name: str, split: str = "train", batch_size: int = 128, augment: str = 
         normalize: subtract the dataset's channel mean and divide by its std (known for
             the five built-in names) instead of leaving images in ``[0, 1]`` (default
             ``False``).
+        pipeline: ``"tf.data"``, ``"numpy"`` (a local copy read and batched with NumPy, no
+            TensorFlow: :class:`~kprune.data.arrays.ArrayBatches`) or ``"auto"`` (default:
+            ``tf.data`` when TensorFlow is installed, else ``numpy``).
 
     Returns:
-        A ``tf.data.Dataset`` of ``(images float32 [B, H, W, C], labels int32 [B])``.
+        A ``tf.data.Dataset`` of ``(images float32 [B, H, W, C], labels int32 [B])``, or an
+        :class:`~kprune.data.arrays.ArrayBatches` of the same batches with the numpy pipeline.
 
     Example:
         >>> ds = load("fashion_mnist", "test", batch_size=32, take=64)
         >>> [tuple(x.shape) for x, _ in ds]
         [(32, 28, 28, 1), (32, 28, 28, 1)]
     """
-    import tensorflow as tf
-
     name = canonical(name)
     _check_args(name, split, batch_size, augment, take, validation_fraction, image_size,
-                normalize)
+                normalize, pipeline)
+    if pipeline == "numpy" or (pipeline == "auto" and importlib.util.find_spec("tensorflow") is None):
+        return _numpy_load(name, split, batch_size, augment, shuffle, seed, image_size, take,
+                           validation_fraction, normalize, pipeline)
+    import tensorflow as tf
+
     meta = info(name, data_dir)
     source_split = "test" if split == "test" else "train"
     arrays = local.local_arrays(name, source_split) if name in KNOWN else None
@@ -127,12 +137,7 @@ def load(name: str, split: str = "train", batch_size: int = 128, augment: str = 
     if split != "test" and (split == "validation" or validation_fraction is not None):
         if n is None or n < 0:
             raise DataError(f"Cannot carve a validation split from {name!r}: its size is unknown.")
-        fraction = validation_fraction or DEFAULT_VALIDATION_FRACTION
-        held = int(n * fraction)
-        if held == 0:
-            raise DataError(f"`validation_fraction` holds out no example of the {n} training "
-                            f"examples of {name!r}. Received: validation_fraction={fraction!r}. "
-                            f"Use a fraction of at least {1 / n:.3g}.")
+        held = _held_out(name, n, validation_fraction)
         if split == "validation":
             ds, n = ds.skip(n - held), held
         else:
@@ -163,8 +168,55 @@ def load(name: str, split: str = "train", batch_size: int = 128, augment: str = 
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
+def _held_out(name: str, n: int, validation_fraction) -> int:
+    """Examples held out at the end of the ``n`` training examples for the validation split."""
+    fraction = validation_fraction or DEFAULT_VALIDATION_FRACTION
+    held = int(n * fraction)
+    if held == 0:
+        raise DataError(f"`validation_fraction` holds out no example of the {n} training "
+                        f"examples of {name!r}. Received: validation_fraction={fraction!r}. "
+                        f"Use a fraction of at least {1 / n:.3g}.")
+    return held
+
+
+def _numpy_load(name, split, batch_size, augment, shuffle, seed, image_size, take, validation_fraction,
+                normalize, pipeline):
+    """``load`` without TensorFlow: a local copy as :class:`~kprune.data.arrays.ArrayBatches`."""
+    from kprune.data.arrays import ArrayBatches
+
+    why = "asked for with pipeline='numpy'" if pipeline == "numpy" else "TensorFlow is not installed"
+    source_split = "test" if split == "test" else "train"
+    arrays = local.local_arrays(name, source_split) if name in KNOWN else None
+    if arrays is None:
+        ways = (f"put a local copy in ${local.ENV_VAR}/{name}/ (expected files: {local.expected_files(name)})"
+                if name in ("mnist", "fashion_mnist") or name in local.CIFAR_LAYOUTS else
+                "install TensorFlow and tensorflow-datasets (the numpy pipeline reads only local copies of "
+                f"{', '.join(sorted(set(local.CIFAR_LAYOUTS) | {'mnist', 'fashion_mnist'}))})")
+        raise DataError(f"Cannot load dataset {name!r} with the numpy pipeline ({why}): it reads local copies "
+                        f"only, and none was found. To fix it, {ways}.")
+    images, labels = arrays
+    hw = tuple(images.shape[1:3])
+    if image_size is not None and (image_size, image_size) != hw:
+        raise DataError(f"The numpy pipeline ({why}) does not resize images: {name!r} is {hw[0]}x{hw[1]}. "
+                        f"Received: image_size={image_size!r}. Use image_size=None (or {hw[0]}), or the "
+                        "tf.data pipeline (TensorFlow installed).")
+    n = len(labels)
+    if split != "test" and (split == "validation" or validation_fraction is not None):
+        held = _held_out(name, n, validation_fraction)
+        cut = slice(n - held, n) if split == "validation" else slice(0, n - held)
+        images, labels = images[cut], labels[cut]
+    if take is not None:
+        images, labels = images[:take], labels[:take]
+    standard = augment == "standard" and split == "train"
+    return ArrayBatches(images, labels, batch_size, shuffle=shuffle, seed=seed,
+                        pad=(2 if max(hw) <= 28 else 4) if standard else 0, flip=standard and name not in NO_FLIP,
+                        mean_std=NORMALIZATION.get(name) if normalize else None)
+
+
 def _check_args(name, split, batch_size, augment, take, validation_fraction, image_size,
-                normalize):
+                normalize, pipeline="auto"):
+    if pipeline not in PIPELINES:
+        raise DataError(f"Unknown data pipeline. Received: pipeline={pipeline!r}. Allowed: {', '.join(PIPELINES)}.")
     if split not in SPLITS:
         raise DataError(f"Unknown split. Received: split={split!r}. Allowed: {', '.join(SPLITS)}.")
     if augment not in AUGMENTS:

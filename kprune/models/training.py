@@ -61,6 +61,8 @@ def accuracy(model, dataset) -> float:
 
 def steps_in(dataset) -> int:
     """Number of batches of a finite dataset (counts them if the cardinality is unknown)."""
+    if not hasattr(dataset, "cardinality"):  # kprune.data.arrays.ArrayBatches, a list of batches
+        return len(dataset)
     import tensorflow as tf
     n = int(dataset.cardinality())
     if n >= 0:

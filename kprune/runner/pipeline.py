@@ -26,6 +26,7 @@ so a resumed run sees the same batches as an uninterrupted one.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import platform
@@ -35,6 +36,7 @@ import keras
 
 from kprune.io import append_jsonl, atomic_write_json, save_model_atomic, truncate_to
 from kprune.config.recipe import Recipe
+from kprune.errors import RecipeError
 from kprune.runner import progress
 
 log = logging.getLogger("kprune")
@@ -233,6 +235,12 @@ def run(recipe, out_dir, overrides=(), resume: bool = False, verbose: int = 1) -
     recipe = Recipe.coerce(recipe)
     if overrides:
         recipe = recipe.with_overrides(overrides)
+    if recipe.export["enabled"] and importlib.util.find_spec("tensorflow") is None:
+        # checked before training: the TFLite converter is TensorFlow's
+        raise RecipeError("export.enabled", "the export stage converts to TFLite with TensorFlow, which is not "
+                          f"installed (Keras runs on {keras.backend.backend()}). Set export.enabled: false "
+                          "(--set export.enabled=false) and convert model.keras where TensorFlow is "
+                          "installed (kprune-cli export), or pip install tensorflow.", True)
     r = Run(recipe, out_dir, resume=resume, verbose=verbose)
     keras.utils.set_random_seed(recipe.seed)
     t_start = time.time()

@@ -9,34 +9,18 @@ OUT_DIR/result.json with the measured numbers, and OUT_DIR/deploy.keras, deploy_
 deploy_y.npy for the cross-backend deploy test.
 """
 
-import importlib.abc
-import importlib.machinery
 import json
 import os
 import sys
 
+from no_tensorflow import block
 
-class _NoTensorFlow(importlib.abc.MetaPathFinder, importlib.abc.Loader):
-    """Finds ``tensorflow`` (so that ``importlib.util.find_spec`` probes, such as PyTorch's
-    dynamo makes for every known library, see a spec without a file) but fails to load it."""
-
-    def find_spec(self, name, path=None, target=None):
-        if name == "tensorflow" or name.startswith("tensorflow."):
-            return importlib.machinery.ModuleSpec(name, self)
-        return None
-
-    def create_module(self, spec):
-        raise ModuleNotFoundError(f"No module named {spec.name!r} (blocked by the backend test)", name=spec.name)
-
-    def exec_module(self, module):  # never reached
-        raise ModuleNotFoundError(module.__name__)
-
-
-sys.meta_path.insert(0, _NoTensorFlow())
+block()
 
 import numpy as np  # noqa: E402
 import keras  # noqa: E402
 import kprune  # noqa: E402
+from kprune.models.training import accuracy  # noqa: E402
 from kprune.pruning.pruner import Pruner  # noqa: E402
 
 OUT = sys.argv[1]
@@ -301,6 +285,26 @@ grads = statistics.collect_gradients(base, (X, Y), {"c1": base.get_layer("c1").k
 np.savez(os.path.join(OUT, "stats.npz"), **{f"{n}_apoz": a.apoz for n, a in acts.items()},
          **{f"{n}_mean": a.mean for n, a in acts.items()}, **{f"{n}_grad": g.grad for n, g in grads.items()},
          **{f"{n}_gw2": g.gw2 for n, g in grads.items()})
+
+# 8. without TensorFlow: the data pipeline reads the local Fashion-MNIST copy with numpy (when
+#    installed), and TFLite export is a clear ExportError
+if kprune.data.local.local_arrays("fashion_mnist", "test") is not None:
+    train = kprune.data.load("fashion_mnist", "train", batch_size=32, take=128, augment="standard")
+    test = kprune.data.load("fashion_mnist", "test", batch_size=64, take=128)
+    keras.utils.set_random_seed(0)
+    lenet = kprune.wrap(kprune.models.get("lenet5", input_shape=(28, 28, 1), num_classes=10),
+                        sparsity=0.5, op_types=["Conv2D"])
+    lenet.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    hist = lenet.fit(train, epochs=2, verbose=0, callbacks=[kprune.PruningCallback()])
+    result["numpy_data"] = {"type": type(train).__name__, "batches": len(train),
+                            "sparsity": hist.history["sparsity"][-1],
+                            "accuracy": accuracy(lenet, test),
+                            "test_examples": sum(len(y) for _, y in test)}
+try:
+    kprune.export.to_tflite(small, os.path.join(OUT, "no_tf.tflite"))
+    result["to_tflite_without_tensorflow"] = None
+except kprune.errors.ExportError as e:
+    result["to_tflite_without_tensorflow"] = str(e)
 
 result["tensorflow_imported"] = "tensorflow" in sys.modules
 with open(os.path.join(OUT, "result.json"), "w") as f:

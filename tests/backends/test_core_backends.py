@@ -235,3 +235,15 @@ def test_statistics_match_tensorflow(tf_run):
     assert len(tf_run["stats_keys"]) == 8
     for key, diff in tf_run["stats_max_rel_diff"].items():
         assert diff < 1e-4, key
+
+
+def test_without_tensorflow_data_comes_from_numpy_and_export_says_why(core_run):
+    _, r = core_run
+    assert "needs TensorFlow" in r["to_tflite_without_tensorflow"]
+    assert f"KERAS_BACKEND='{r['backend']}'" in r["to_tflite_without_tensorflow"]
+    if "numpy_data" not in r:
+        pytest.skip("needs Debian's dataset-fashion-mnist")
+    d = r["numpy_data"]
+    assert d["type"] == "ArrayBatches" and d["batches"] == 4 and d["test_examples"] == 128
+    assert d["sparsity"] > 0.3  # the callback pruned during fit on the numpy batches
+    assert 0.0 <= d["accuracy"] <= 1.0

@@ -53,8 +53,12 @@ def write_mnist_like(folder, n_train=12, n_test=4, gz=True, seed=0):
     return arrays
 
 
+#: both data pipelines: tf.data, and numpy (ArrayBatches, used when TensorFlow is not installed)
+PIPELINES = ["tf.data", "numpy"]
+
+
 def collect(ds):
-    xs, ys = zip(*[(x.numpy(), y.numpy()) for x, y in ds])
+    xs, ys = zip(*[(np.asarray(x), np.asarray(y)) for x, y in ds])
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -175,15 +179,16 @@ def test_imagenet_style_mock_random_resized_crop():
             assert y.max() < 1000
 
 
-def test_validation_is_the_end_of_train(tmp_path, monkeypatch):
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_validation_is_the_end_of_train(tmp_path, monkeypatch, pipeline):
     monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
     arrays = write_mnist_like(tmp_path / "mnist", n_train=20)
-    _, y_train = collect(data.load("mnist", "train", validation_fraction=0.25, shuffle=False))
-    x_val, _ = collect(data.load("mnist", "validation", validation_fraction=0.25, shuffle=False))
+    _, y_train = collect(data.load("mnist", "train", validation_fraction=0.25, shuffle=False, pipeline=pipeline))
+    x_val, _ = collect(data.load("mnist", "validation", validation_fraction=0.25, shuffle=False, pipeline=pipeline))
     assert len(y_train) == 15 and len(x_val) == 5
     np.testing.assert_allclose(x_val[..., 0], arrays["train"][0][15:] / 255.0, atol=1e-6)
     with pytest.raises(DataError, match="holds out no example of the 20"):
-        data.load("mnist", "validation", validation_fraction=0.01)
+        data.load("mnist", "validation", validation_fraction=0.01, pipeline=pipeline)
 
 
 def _is_shift(aug, orig, pad, allow_flip):
@@ -197,27 +202,29 @@ def _is_shift(aug, orig, pad, allow_flip):
     return False
 
 
+@pytest.mark.parametrize("pipeline", PIPELINES)
 @pytest.mark.parametrize("name,flip", [("mnist", False), ("fashion_mnist", True)])
-def test_standard_augmentation_is_pad_crop_and_flip(tmp_path, monkeypatch, name, flip):
+def test_standard_augmentation_is_pad_crop_and_flip(tmp_path, monkeypatch, name, flip, pipeline):
     monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
     arrays = write_mnist_like(tmp_path / name, n_train=8)
-    x, y = collect(data.load(name, "train", augment="standard", shuffle=False, seed=3))
+    x, y = collect(data.load(name, "train", augment="standard", shuffle=False, seed=3, pipeline=pipeline))
     originals = arrays["train"][0] / 255.0
     assert all(_is_shift(x[i, ..., 0], originals[i], 2, flip) for i in range(8))
     assert not np.allclose(x[..., 0], originals)  # something moved
     flipped = [not _is_shift(x[i, ..., 0], originals[i], 2, False) for i in range(8)]
     assert any(flipped) == flip
-    x_test, _ = collect(data.load(name, "test", augment="standard", shuffle=False))
+    x_test, _ = collect(data.load(name, "test", augment="standard", shuffle=False, pipeline=pipeline))
     np.testing.assert_allclose(x_test[..., 0], arrays["t10k"][0] / 255.0, atol=1e-6)
 
 
-def test_same_seed_same_batches(tmp_path, monkeypatch):
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_same_seed_same_batches(tmp_path, monkeypatch, pipeline):
     monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
     write_mnist_like(tmp_path / "mnist", n_train=32)
 
     def first(seed):
-        ds = data.load("mnist", "train", batch_size=8, augment="standard", seed=seed)
-        return [(x.numpy(), y.numpy()) for x, y in ds.take(1)][0], ds
+        ds = data.load("mnist", "train", batch_size=8, augment="standard", seed=seed, pipeline=pipeline)
+        return [(np.asarray(x), np.asarray(y)) for x, y in ds.take(1)][0], ds
 
     (xa, ya), ds = first(0)
     (xb, yb), _ = first(0)
@@ -225,14 +232,17 @@ def test_same_seed_same_batches(tmp_path, monkeypatch):
     np.testing.assert_array_equal(xa, xb)
     np.testing.assert_array_equal(ya, yb)
     assert not np.array_equal(xa, xc)
-    second_epoch = [x.numpy() for x, _ in ds.take(1)][0]
+    if pipeline == "numpy":
+        ds.on_epoch_end()  # what fit calls between epochs
+    second_epoch = [np.asarray(x) for x, _ in ds.take(1)][0]
     assert not np.array_equal(xa, second_epoch)  # reshuffled and re-augmented each epoch
 
 
-def test_normalize_uses_channel_statistics(tmp_path, monkeypatch):
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_normalize_uses_channel_statistics(tmp_path, monkeypatch, pipeline):
     monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
     arrays = write_mnist_like(tmp_path / "mnist", n_train=4)
-    x, _ = collect(data.load("mnist", "train", shuffle=False, normalize=True))
+    x, _ = collect(data.load("mnist", "train", shuffle=False, normalize=True, pipeline=pipeline))
     np.testing.assert_allclose(x[..., 0], (arrays["train"][0] / 255.0 - 0.1307) / 0.3081,
                                atol=1e-5)
 
@@ -278,10 +288,11 @@ def test_unknown_names_and_bad_arguments():
         data.load("mnist", batch_size=0)
 
 
-def test_calibration_batches_are_fixed(tmp_path, monkeypatch):
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_calibration_batches_are_fixed(tmp_path, monkeypatch, pipeline):
     monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
     write_mnist_like(tmp_path / "mnist", n_train=20)
-    ds = data.load("mnist", "train", batch_size=4)
+    ds = data.load("mnist", "train", batch_size=4, pipeline=pipeline)
     batches = data.calibration_batches(ds, 3)
     assert len(batches) == 3 and batches[0][0].shape == (4, 28, 28, 1)
     assert isinstance(batches[0][0], np.ndarray)
@@ -297,3 +308,69 @@ def test_manual_download_error_is_a_data_error(monkeypatch):
     monkeypatch.setattr(tfds, "load", fail)
     with pytest.raises(DataError, match="place the archives tensorflow-datasets asks for"):
         data.load("imagenet2012", "test")
+
+
+# -- the numpy pipeline (no TensorFlow) ---------------------------------------------------------
+
+def test_numpy_pipeline_gives_the_tf_data_batches(tmp_path, monkeypatch):
+    """Without shuffling and augmentation both pipelines give the same batches, in order."""
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
+    write_mnist_like(tmp_path / "fashion_mnist", n_train=20, n_test=10)
+    for split, kwargs in (("train", {"take": 18}), ("test", {}), ("validation", {"validation_fraction": 0.5})):
+        tf_batches = [(np.asarray(x), np.asarray(y)) for x, y in
+                      data.load("fashion_mnist", split, batch_size=4, shuffle=False, **kwargs)]
+        np_batches = list(data.load("fashion_mnist", split, batch_size=4, shuffle=False, pipeline="numpy", **kwargs))
+        assert len(tf_batches) == len(np_batches)
+        for (xa, ya), (xb, yb) in zip(tf_batches, np_batches):
+            assert xb.dtype == np.float32 and yb.dtype == np.int32
+            np.testing.assert_allclose(xa, xb, atol=1e-6)
+            np.testing.assert_array_equal(ya, yb)
+
+
+def test_numpy_pipeline_shuffles_every_example_once_per_epoch(tmp_path, monkeypatch):
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
+    write_mnist_like(tmp_path / "mnist", n_train=30)
+    ds = data.load("mnist", "train", batch_size=8, seed=5, pipeline="numpy")
+    first = np.concatenate([y for _, y in ds])
+    ds.on_epoch_end()
+    second = np.concatenate([y for _, y in ds])
+    assert sorted(first) == sorted(second) == sorted(np.arange(30) % 10)
+    assert len(ds) == 4 and not np.array_equal(first, second)
+
+
+def test_auto_pipeline_is_numpy_without_tensorflow(tmp_path, monkeypatch):
+    from kprune.data import pipeline
+    from kprune.data.arrays import ArrayBatches
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
+    write_mnist_like(tmp_path / "mnist", n_train=8)
+    assert not isinstance(data.load("mnist", "train"), ArrayBatches)
+    find_spec = pipeline.importlib.util.find_spec
+    monkeypatch.setattr(pipeline.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tensorflow" else find_spec(name, *a))
+    assert isinstance(data.load("mnist", "train"), ArrayBatches)
+
+
+def test_numpy_pipeline_errors_name_the_fix(tmp_path, monkeypatch):
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
+    write_mnist_like(tmp_path / "mnist", n_train=8)
+    with pytest.raises(DataError, match=r"does not resize images: 'mnist' is 28x28.*image_size=32"):
+        data.load("mnist", "train", image_size=32, pipeline="numpy")
+    with pytest.raises(DataError, match=r"numpy pipeline .*reads local copies only.*\$KPRUNE_DATA_DIR/cifar10/"):
+        data.load("cifar10", "train", pipeline="numpy")
+    with pytest.raises(DataError, match=r"Unknown data pipeline. Received: pipeline='torch'. Allowed: auto, tf.data, numpy"):
+        data.load("mnist", "train", pipeline="torch")
+
+
+def test_fit_takes_the_numpy_batches(tmp_path, monkeypatch):
+    import keras
+    monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
+    write_mnist_like(tmp_path / "mnist", n_train=24)
+    ds = data.load("mnist", "train", batch_size=8, augment="standard", pipeline="numpy")
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    seen = []
+    model.fit(ds, epochs=2, verbose=0, callbacks=[keras.callbacks.LambdaCallback(
+        on_epoch_end=lambda epoch, logs: seen.append(ds.epoch))])
+    assert len(model.history.history["loss"]) == 2
+    # Keras calls on_epoch_end when each epoch's iterator starts and ends: a new order each epoch
+    assert len(seen) == 2 and seen[1] == seen[0] + 1
