@@ -1,10 +1,6 @@
 """Shared by the CLI tests: a tiny LeNet-5 filter-pruning recipe on the offline Fashion-MNIST."""
 
-import os
-
 import pytest
-
-FMNIST = "/usr/share/datasets/fashion-mnist"
 
 TINY_FILTER = """
 name: tiny_filter
@@ -24,10 +20,6 @@ export: {quantize: none, benchmark: {threads: [1], runs: 5, warmup: 1}}
 
 
 @pytest.fixture
-def tiny_recipe(tmp_path):
+def tiny_recipe(recipe_file):
     """``TINY_FILTER`` written to ``tmp_path / "tiny.yaml"``; skips without the offline data."""
-    if not os.path.isdir(FMNIST):
-        pytest.skip("needs Debian's dataset-fashion-mnist")
-    p = tmp_path / "tiny.yaml"
-    p.write_text(TINY_FILTER)
-    return p
+    return recipe_file(TINY_FILTER, "tiny.yaml")

@@ -5,8 +5,6 @@ from click.testing import CliRunner
 
 from kprune.cli.main import cli
 
-FMNIST = "/usr/share/datasets/fashion-mnist"
-
 TINY = """
 name: tiny
 seed: 0
@@ -25,13 +23,8 @@ export: {quantize: none, benchmark: {threads: [1], runs: 5, warmup: 1}}
 
 
 @pytest.fixture
-def tiny_recipe(tmp_path):
-    import os
-    if not os.path.isdir(FMNIST):
-        pytest.skip("needs Debian's dataset-fashion-mnist")
-    p = tmp_path / "tiny.yaml"
-    p.write_text(TINY)
-    return p
+def tiny_recipe(recipe_file):  # this module's recipe (weight pruning of LeNet-300-100)
+    return recipe_file(TINY, "tiny.yaml")
 
 
 def test_help_lists_commands_and_examples():

@@ -1,14 +1,11 @@
 """``prune.search`` in a recipe: the pipeline and ``kprune-cli prune`` search, then apply the allocation."""
 
 import json
-import os
 
 import pytest
 from click.testing import CliRunner
 
 from kprune.cli.main import cli
-
-FMNIST = "/usr/share/datasets/fashion-mnist"
 
 RECIPE = """
 name: searched
@@ -29,12 +26,8 @@ export: {enabled: false}
 
 
 @pytest.fixture
-def recipe(tmp_path):
-    if not os.path.isdir(FMNIST):
-        pytest.skip("needs Debian's dataset-fashion-mnist")
-    p = tmp_path / "searched.yaml"
-    p.write_text(RECIPE)
-    return p
+def recipe(recipe_file):
+    return recipe_file(RECIPE, "searched.yaml")
 
 
 def test_cli_prune_runs_the_search_and_meets_the_budget(recipe, tmp_path):
