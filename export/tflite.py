@@ -224,23 +224,27 @@ def _convert_in_tensorflow_process(model, quantize, samples, io_dtype, sparsity)
     """Saves ``model`` as ``.keras`` and converts it in a child process running Keras on
     TensorFlow (the converter cannot trace a PyTorch model); the child's ExportError message,
     if any, is raised here."""
-    import pickle
+    import json
     import subprocess
     import sys
 
     import keras
+    import numpy as np
 
     backend = keras.backend.backend()
     with tempfile.TemporaryDirectory() as tmp:
-        src, job, out = (os.path.join(tmp, n) for n in ("model.keras", "job.pkl", "model.tflite"))
+        src, job, out = (os.path.join(tmp, n) for n in ("model.keras", "job.json", "model.tflite"))
         try:
             model.save(src)
         except Exception as err:
             raise ExportError(f"TFLite conversion under the `{backend}` backend saves the model as .keras for a "
                               f"TensorFlow process, and saving model `{model.name}` failed: "
                               f"{type(err).__name__}: {err}") from err
-        with open(job, "wb") as f:
-            pickle.dump({"quantize": quantize, "samples": samples, "io_dtype": io_dtype, "sparsity": sparsity}, f)
+        with open(job, "w") as f:  # no pickle: the child reads JSON and (for int8) a .npz without objects
+            json.dump({"quantize": quantize, "io_dtype": io_dtype, "sparsity": sparsity,
+                       "samples": None if samples is None else [len(e) for e in samples]}, f)
+        if samples is not None:
+            np.savez(job + ".npz", **{f"s{i}_{j}": np.asarray(a) for i, e in enumerate(samples) for j, a in enumerate(e)})
         env = dict(os.environ, KERAS_BACKEND="tensorflow")
         code = "import sys; from kprune.export.tflite import _child_convert; _child_convert(*sys.argv[1:])"
         proc = subprocess.run([sys.executable, "-c", code, src, job, out], env=env, capture_output=True, text=True)
@@ -254,12 +258,16 @@ def _convert_in_tensorflow_process(model, quantize, samples, io_dtype, sparsity)
 
 def _child_convert(src, job, out):
     """The child side of :func:`_convert_in_tensorflow_process` (Keras on TensorFlow)."""
-    import pickle
+    import json
 
     import keras
+    import numpy as np
 
-    with open(job, "rb") as f:
-        args = pickle.load(f)
+    with open(job) as f:
+        args = json.load(f)
+    if args["samples"] is not None:
+        arrays = np.load(job + ".npz", allow_pickle=False)
+        args["samples"] = [[arrays[f"s{i}_{j}"] for j in range(n)] for i, n in enumerate(args["samples"])]
     content = _convert(keras.saving.load_model(src), **args)
     with open(out, "wb") as f:
         f.write(content)

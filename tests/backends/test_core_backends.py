@@ -247,3 +247,21 @@ def test_without_tensorflow_data_comes_from_numpy_and_export_says_why(core_run):
     assert d["type"] == "ArrayBatches" and d["batches"] == 4 and d["test_examples"] == 128
     assert d["sparsity"] > 0.3  # the callback pruned during fit on the numpy batches
     assert 0.0 <= d["accuracy"] <= 1.0
+
+
+@pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="torch is not installed")
+def test_int8_export_from_a_torch_process_passes_the_calibration_data():
+    """int8 conversion in the TensorFlow child process gets the calibration samples (JSON + .npz, no pickle)."""
+    pytest.importorskip("ai_edge_litert")
+    code = ("import numpy as np, keras; from kprune.export import to_tflite, predict_tflite\n"
+            "m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4)])\n"
+            "x = np.random.default_rng(0).normal(size=(16, 8)).astype('float32')\n"
+            "import sys; p = sys.argv[1]; to_tflite(m, p, quantize='int8', representative_data=x)\n"
+            "print(float(np.abs(predict_tflite(p, x) - keras.ops.convert_to_numpy(m(x))).max()))")
+    env = dict(os.environ, KERAS_BACKEND="torch")
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        proc = subprocess.run([sys.executable, "-c", code, os.path.join(tmp, "m.tflite")], env=env,
+                              capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert float(proc.stdout.strip().splitlines()[-1]) < 0.1  # int8 rounding, calibrated on x
