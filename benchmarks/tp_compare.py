@@ -183,11 +183,12 @@ def keras_channels(model) -> dict:
     return {layer.name: layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv2D)}
 
 
-def kprune_prune(dense, crit, channels, full, seed, calib):
+def kprune_prune(dense, crit, channels, full, seed, calib, group_score="producers"):
     """Wrap, prune once to the per-layer ``channels`` and compact; returns the small model."""
     import kprune
     config = [{"op_names": [name], "sparsity": 1.0 - channels[name] / full[name]} for name in sorted(channels)]
-    recipe = {"prune": {"criterion": crit, "granularity": "filter", "dependency_aware": True, "round_to": 1, "scope": "layerwise",
+    recipe = {"prune": {"criterion": crit, "granularity": "filter", "dependency_aware": True, "round_to": 1,
+                        "scope": "layerwise", "group_score": group_score,
                         "schedule": {"name": "oneshot"}, "seed": int(seed), "statistics_batches": len(calib),
                         "config_list": config}}
     wrapped = kprune.wrap(dense, recipe)
@@ -366,7 +367,7 @@ def run_seed(seed: int, args, data, out: dict, save) -> dict:
               f"{tgt['macs_removed']:.4f} (its count)", flush=True)
         for crit in args.criteria:
             t = time.perf_counter()
-            small = kprune_prune(kmodel, CRITERIA[crit], channels, full, seed, k_calib)
+            small = kprune_prune(kmodel, CRITERIA[crit], channels, full, seed, k_calib, args.group_score)
             got = keras_channels(small)
             assert got == channels, f"kprune kept {got}, Torch-Pruning {channels}"
             kc = kprune.count(small)
@@ -438,6 +439,9 @@ def parse(argv):
                    help="initialisation of both models (kprune's zoo `init`; the mirror does the same)")
     p.add_argument("--zoo-variant", default="fixed", choices=list(VARIANTS),
                    help="kprune's model: fixed | old (pre-issue-19) | pad (padding fix only) | init (init fix only)")
+    p.add_argument("--group-score", default="producers", choices=("producers", "all"),
+                   help="kprune's prune.group_score: score the producers' filters (NNI) or every weight of "
+                        "the channel group (Torch-Pruning's group importance)")
     p.add_argument("--frameworks", nargs="+", default=["kprune", "torch"], choices=("kprune", "torch"))
     p.add_argument("--calib-batches", type=int, default=10)
     p.add_argument("--bn-batches", type=int, default=20)

@@ -14,9 +14,16 @@ point at every target and criterion, random included. This script separates the 
    PyTorch fine-tuned"): with equal pruned models, a gap that remains between the kprune and
    the cross row comes from fine-tuning in TensorFlow, not from pruning.
 
+With ``--trained-by torch`` the direction is reversed: the PyTorch mirror is trained (the
+torch side of ``tp_compare.py``) and its weights are copied into kprune's zoo model, so each
+pruner is also measured on the other framework's trained model. ``--group-score all`` makes
+kprune score every weight of a channel group as Torch-Pruning does; the pruned logits then
+tell whether both keep the same channels.
+
 Usage::
 
     python benchmarks/tp_transfer.py --seeds 0 --targets 0.5 --json benchmarks/results/tp_transfer.json
+    python benchmarks/tp_transfer.py --trained-by torch --group-score all --seeds 0 --targets 0.5
 """
 
 from __future__ import annotations
@@ -59,6 +66,23 @@ def keras_to_torch(kmodel, tmodel):
     return tmodel
 
 
+def torch_to_keras(tmodel, kmodel):
+    """Copies the PyTorch mirror's weights into kprune's zoo ResNet (the inverse of :func:`keras_to_torch`)."""
+    from torch import nn
+    for name, m in tmodel.named_modules():
+        if not isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.Linear)):
+            continue
+        layer = kmodel.get_layer(name.replace(".", "_"))
+        if isinstance(m, nn.Conv2d):
+            w = [m.weight.detach().numpy().transpose(2, 3, 1, 0)]
+        elif isinstance(m, nn.Linear):
+            w = [m.weight.detach().numpy().T, m.bias.detach().numpy()]
+        else:
+            w = [t.detach().numpy() for t in (m.weight, m.bias, m.running_mean, m.running_var)]
+        layer.set_weights([np.ascontiguousarray(a) for a in w])
+    return kmodel
+
+
 def logits_diff(kmodel, tmodel, x) -> float:
     import torch
     tmodel.eval()
@@ -81,20 +105,27 @@ def run_seed(seed, args, data) -> dict:
     keras.utils.set_random_seed(seed)
     kmodel = kprune.models.get("resnet20", input_shape=xtr.shape[1:], num_classes=10, width=args.width,
                                init=args.init)
-    sec = tc.keras_train(kmodel, xtr, ytr, args, seed, "train", args.epochs, args.lr, True, args.weight_decay)
-    dense = keras_to_torch(kmodel, CifarResNet(in_channels=1, width=args.width))
-    out = {"seed": seed, "dense": {"kprune": tc.keras_accuracy(kmodel, xte, yte), "torch_copy": accuracy(dense, txte, tyte),
+    if args.trained_by == "kprune":
+        sec = tc.keras_train(kmodel, xtr, ytr, args, seed, "train", args.epochs, args.lr, True, args.weight_decay)
+        dense = keras_to_torch(kmodel, CifarResNet(in_channels=1, width=args.width))
+    else:
+        torch.manual_seed(seed)
+        dense = CifarResNet(in_channels=1, width=args.width, init=args.init)
+        sec = tc.torch_train(dense, txtr, tytr, args, seed, "train", args.epochs, args.lr, True, args.weight_decay)
+        kmodel = torch_to_keras(dense, kmodel)
+    out = {"seed": seed, "dense": {"trained_by": args.trained_by, "kprune": tc.keras_accuracy(kmodel, xte, yte),
+                                   "torch_copy": accuracy(dense, txte, tyte),
                                    "logits_max_diff": logits_diff(kmodel, dense, xte[:1000]),
                                    "train_epoch_seconds": sec}, "runs": []}
-    print(f"seed {seed}: dense kprune {out['dense']['kprune']:.4f}, its PyTorch copy {out['dense']['torch_copy']:.4f} "
-          f"(logits max diff {out['dense']['logits_max_diff']:.1e})", flush=True)
+    print(f"seed {seed}: trained by {args.trained_by}: dense kprune {out['dense']['kprune']:.4f}, PyTorch "
+          f"{out['dense']['torch_copy']:.4f} (logits max diff {out['dense']['logits_max_diff']:.1e})", flush=True)
     full = tc.keras_channels(kmodel)
     example = txtr[:1]
     for target in args.targets:
         ratio, removed = tc.bisect_ratio(dense, example, target, args.bisect_iterations)
         channels = conv_channels(tc.tp_prune(copy.deepcopy(dense), "l1", ratio, example))
         for crit in args.criteria:
-            small = tc.kprune_prune(kmodel, tc.CRITERIA[crit], channels, full, seed, [None])
+            small = tc.kprune_prune(kmodel, tc.CRITERIA[crit], channels, full, seed, [None], args.group_score)
             tp = tc.tp_prune(copy.deepcopy(dense), crit, ratio, example, seed=seed)
             cross = keras_to_torch(small, copy.deepcopy(tp))
             row = {"target": target, "criterion": crit, "ratio": ratio,
@@ -116,7 +147,13 @@ def run_seed(seed, args, data) -> dict:
 
 
 def main(argv=None) -> int:
-    args = tc.parse(argv)  # tp_compare's flags; criteria other than l1, l2, fpgm are dropped
+    import argparse
+    own = argparse.ArgumentParser(add_help=False)
+    own.add_argument("--trained-by", default="kprune", choices=("kprune", "torch"),
+                     help="which framework trains the dense model the other one receives")
+    mine, rest = own.parse_known_args(argv)
+    args = tc.parse(rest)  # tp_compare's flags; criteria other than l1, l2, fpgm are dropped
+    args.trained_by = mine.trained_by
     args.criteria = [c for c in args.criteria if c in CRITERIA]
     if args.json == "benchmarks/results/tp_compare.json":
         args.json = "benchmarks/results/tp_transfer.json"

@@ -145,6 +145,10 @@ PRUNE = S.Section({
     "dependency_aware": F("bool", True, doc="prune coupled channels together (filter granularity)"),
     "aggregate": F("str", "sum", choices=("sum", "mean", "max"),
                    doc="how a channel group's score combines its members' scores"),
+    "group_score": F("str", "producers", choices=("producers", "all"),
+                     doc="filter/head: which weights score a channel group: `producers` (their filters, "
+                         "NNI's way) or `all` (every weight removing the channel deletes: producers' "
+                         "filters, BatchNorm scales, consumers' input channels; Torch-Pruning's way)"),
     "round_to": F("custom", "auto", check=_round_to_check,
                   doc="kept channel counts: `auto` (nearest multiple of 8, at most 10 % below the target, in "
                       "groups of >= 16 channels: XNNPACK's tile) or an integer r (rounded up to a multiple "
@@ -183,6 +187,19 @@ ROOT = S.Section({
 })
 
 
+def check_group_score(crit, kind: str, group_score: str, lines: dict | None = None) -> None:
+    """Raises :class:`RecipeError` when ``prune.group_score: all`` meets a criterion that
+    scores what only a group's producers have (output activations, the BatchNorm after them)."""
+    if group_score == "all" and kind in ("filter", "head") and not crit.scores_group():
+        what = "output activations" if "activations" in crit.needs else "the scale of the BatchNorm after each layer"
+        raise RecipeError("prune.group_score", f"`all` scores every weight of a channel group, producers' "
+                          f"filters, BatchNorm scales and consumers' input channels alike; criterion "
+                          f"`{crit.name}` scores {what}, which only the producers have. Use "
+                          "group_score: producers with it, or a weight or gradient criterion "
+                          "(l1, l2, fpgm, taylor_fo, ...).", group_score,
+                          line=(lines or {}).get("prune.group_score"))
+
+
 def _check_entries(prune: dict, lines: dict, explicit_scope=None):
     for i, entry in enumerate(prune["config_list"]):
         path = f"prune.config_list[{i}]"
@@ -210,6 +227,7 @@ def _check_entries(prune: dict, lines: dict, explicit_scope=None):
                 p = f"{path}.granularity" if entry["granularity"] else "prune.granularity"
                 raise RecipeError(p, f"criterion `{name}` supports granularities {list(crit.granularities)}.",
                                   entry["granularity"] or prune["granularity"], line=lines.get(p))
+            check_group_score(crit, kind, prune.get("group_score", "producers"), lines)
         if has_t and scope != "global":
             raise RecipeError(f"{path}.total_sparsity", "is only meaningful with `prune.scope: global`; "
                               "use `sparsity` for layerwise pruning or set scope: global.",

@@ -42,6 +42,12 @@ class Criterion:
             ``global_magnitude``; a recipe that sets the other scope is an error).
         batches: number of batches of statistics it uses (``None``: ``prune.statistics_batches``).
         paper: the reference, shown in errors and docs.
+        group_power: with ``prune.group_score: all``, a channel's score is
+            ``(sum over the group's weights of score ** group_power) ** (1 / group_power)``:
+            1 sums the members' scores (the L1 norm of everything the channel's removal
+            deletes, for ``l1``), 2 gives the L2 norm of it (``l2``).
+        scores_scale: whether ``prune.group_score: all`` scores BatchNorm scales (gamma) too
+            (``fpgm``: no — a distance between scalars says nothing about a filter).
     """
 
     name = None
@@ -50,6 +56,15 @@ class Criterion:
     scope = None
     batches = None
     paper = ""
+    group_power = 1
+    scores_scale = True
+
+    def scores_group(self) -> bool:
+        """Whether the criterion can score every member of a channel group
+        (``prune.group_score: all``): it reads weights (and their gradients) only, which
+        consumers and BatchNorm scales have as well as producers; output activations and the
+        scale after a layer belong to producers alone."""
+        return not ({"activations", "bn"} & set(self.needs))
 
     @classmethod
     def from_config(cls, config: dict) -> "Criterion":

@@ -55,6 +55,7 @@ class FPGM(Criterion):
 
     name = "fpgm"
     granularities = STRUCTURED
+    scores_scale = False
     paper = "He et al. 2019, Filter Pruning via Geometric Median"
 
     def __call__(self, kernel, axis=None, **stats):

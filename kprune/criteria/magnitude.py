@@ -54,6 +54,7 @@ class L2(Criterion):
 
     name = "l2"
     paper = "NNI L2NormPruner (filter L2 norm)"
+    group_power = 2
 
     def __call__(self, kernel, axis=None, **stats):
         if axis is None:

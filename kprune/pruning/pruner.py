@@ -26,6 +26,7 @@ import weakref
 import numpy as np
 
 from kprune import criteria, graph, schedules
+from kprune.config.recipe import check_group_score
 from kprune.errors import KPruneError, RecipeError
 from kprune.pruning import fast_update, granularity, rewind, statistics
 from kprune.pruning.updaters import FilterUpdater, Job, LayerUpdater
@@ -67,6 +68,7 @@ class Pruner:
         self.model = model
         self.data = data
         self.loss = loss
+        self._scored_values = {}  # (layer, weight) -> value at the start of a mask update
         self.wrappers = find_wrappers(model)
         self.active = [w for w in self.wrappers if w.spec]
         if not self.active:
@@ -288,11 +290,19 @@ class Pruner:
         targets = self.targets(step, round_)
         jobs = self.jobs()
         self.rounded_whole = {}
-        stats = statistics.gather(
-            [(j.criterion, j.entry, self._updater(j).scored_layers(j)) for j in jobs],
-            self.model, self.data, self.variable, self.plan, loss=self.loss, cache=self._stat_cache)
-        for job in jobs:
-            self._updater(job).update(job, targets, stats)
+        requests = [(j.criterion, j.entry, self._updater(j).scored_layers(j)) for j in jobs]
+        stats = statistics.gather(requests, self.model, self.data, self.variable, self.plan, loss=self.loss,
+                                  cache=self._stat_cache)
+        # every job scores the weights as they were before this update: masks one job sets (a
+        # filter group zeroes its consumers' input channels) must not change another job's
+        # scores, or the result would depend on how config_list is split into entries
+        self._scored_values = ({key: np.array(self.variable(*key).numpy()) for _, _, layers in requests
+                                for key in layers} if len(jobs) > 1 else {})
+        try:
+            for job in jobs:
+                self._updater(job).update(job, targets, stats)
+        finally:
+            self._scored_values = {}
         if self.rounded_whole and (step is None or step == self.schedule.last_update_step()):
             import warnings
             what = ", ".join(f"`{n}` ({size} channels, the target keeps {exact})"
@@ -321,6 +331,7 @@ class Pruner:
             crit = criteria.get(spec["criterion"], f"prune.config_list[{entry}].criterion")
             kind, params = granularity.parse(gran)
             crit.check(kind, crit.scope or spec["scope"], f"prune.config_list[{entry}].granularity")
+            check_group_score(crit, kind, self.plan.get("group_score", "producers"))
             job = Job(entry, kind, params, crit, members, own_spec=spec)
             if kind in ("filter", "head"):
                 job.units = self.updaters["filter"].units(members, "head" if kind == "head" else "channel")
@@ -348,6 +359,12 @@ class Pruner:
         layer = self.wrapper(name)
         inner = layer.layer if isinstance(layer, PruneWrapper) else layer
         return weight_attributes(inner)[attr]
+
+    def value(self, name, attr) -> np.ndarray:
+        """The value criteria score for weight ``attr`` of layer ``name``: during a mask update,
+        the value from before the update began (see :meth:`update`), else the current one."""
+        got = self._scored_values.get((name, attr))
+        return got if got is not None else np.asarray(self.variable(name, attr).numpy())
 
     # -- reporting -----------------------------------------------------------------------------
     def state(self) -> dict:

@@ -154,21 +154,31 @@ class FilterUpdater:
             units.append((g, [p.wrapper(n) for n in sorted(chosen)]))
         return units
 
-    @staticmethod
-    def scored_layers(job) -> list:
-        """``(layer name, weight)`` pairs the job's criterion scores: every producer kernel."""
-        return [(m.layer.name, m.weight) for g, _ in job.units for m in g.members
-                if m.role == "producer" and _main_kernel(m.weight)]
+    def scored_members(self, group, crit) -> list:
+        """The members of ``group`` whose weights ``crit`` scores: the producers' kernels, or
+        with ``prune.group_score: all`` every kernel slice the group's channels index
+        (producers' filters, consumers' input channels, depthwise kernels) and the BatchNorm
+        scales (``crit.scores_scale``) — Torch-Pruning's group importance."""
+        if self.pruner.plan.get("group_score", "producers") == "all" and crit.scores_group():
+            return [m for m in group.members if m.weight.rsplit(".", 1)[-1] in KERNEL_WEIGHTS
+                    or (crit.scores_scale and is_bn_gamma(m))]
+        return [m for m in group.members if m.role == "producer" and _main_kernel(m.weight)]
+
+    def scored_layers(self, job) -> list:
+        """``(layer name, weight)`` pairs the job's criterion scores (see :meth:`scored_members`)."""
+        return [(m.layer.name, m.weight) for g, _ in job.units for m in self.scored_members(g, job.criterion)]
 
     def _scores(self, group, crit, stats):
         """Per-channel scores, costs and already-pruned (frozen) flags of one group."""
         p = self.pruner
+        if p.plan.get("group_score", "producers") == "all" and crit.scores_group():
+            return self._group_scores(group, crit, stats)
         vectors, costs, frozen = [], np.zeros(group.size), np.ones(group.size, dtype=bool)
         gammas = [m for m in group.members if is_bn_gamma(m)]
         for m in group.members:
             if m.role != "producer" or not _main_kernel(m.weight):
                 continue
-            value = require_finite(np.asarray(p.variable(m.layer.name, m.weight).numpy()), m.layer.name,
+            value = require_finite(p.value(m.layer.name, m.weight), m.layer.name,
                                    m.weight, "scored")
             rows = np.asarray(m.index)  # [C, k]: a group channel may span k positions (GroupNorm groups)
             kw = stats.kwargs(crit, m.layer.name, m.weight)
@@ -185,15 +195,40 @@ class FilterUpdater:
             per_channel = crit(value, m.axis, **kw)
             vectors.append(per_channel[rows].sum(axis=1))
             costs += value.size / value.shape[m.axis] * rows.shape[1]
-            if isinstance(m.layer, PruneWrapper) and m.weight in m.layer.masks:
-                mask = np.asarray(m.layer.masks[m.weight].numpy())
-                alive = np.any(np.moveaxis(mask, m.axis, 0).reshape(mask.shape[m.axis], -1) != 0, axis=1)
-                frozen &= ~alive[rows].any(axis=1)
-            else:
-                frozen &= False
+            frozen &= self._pruned(m, rows)
         if "bn" in crit.needs:
             vectors = vectors[:1]  # one BatchNorm scale per channel, whatever the producers
         return allocation.aggregate(vectors, self.pruner.plan.get("aggregate", "sum")), costs, frozen
+
+    @staticmethod
+    def _pruned(m, rows) -> np.ndarray:
+        """Per group channel: whether producer ``m``'s mask has already removed all of it."""
+        if isinstance(m.layer, PruneWrapper) and m.weight in m.layer.masks:
+            mask = np.asarray(m.layer.masks[m.weight].numpy())
+            alive = np.any(np.moveaxis(mask, m.axis, 0).reshape(mask.shape[m.axis], -1) != 0, axis=1)
+            return ~alive[rows].any(axis=1)
+        return np.zeros(len(rows), dtype=bool)
+
+    def _group_scores(self, group, crit, stats):
+        """``prune.group_score: all``: each member's per-channel scores raised to
+        ``crit.group_power``, combined over members with ``prune.aggregate``, and the root taken
+        (for ``l1`` the L1 norm, for ``l2`` the L2 norm of all the weights a channel's removal
+        deletes). Costs and frozen flags still come from the producers."""
+        p = self.pruner
+        power = float(crit.group_power)
+        vectors, costs, frozen = [], np.zeros(group.size), np.ones(group.size, dtype=bool)
+        for m in self.scored_members(group, crit):
+            value = require_finite(p.value(m.layer.name, m.weight), m.layer.name,
+                                   m.weight, "scored")
+            rows = np.asarray(m.index)
+            per_channel = np.asarray(crit(value, m.axis, **stats.kwargs(crit, m.layer.name, m.weight)),
+                                     dtype=np.float64)
+            vectors.append(np.power(per_channel[rows], power).sum(axis=1))
+            if m.role == "producer" and _main_kernel(m.weight):
+                costs += value.size / value.shape[m.axis] * rows.shape[1]
+                frozen &= self._pruned(m, rows)
+        combined = allocation.aggregate(vectors, p.plan.get("aggregate", "sum"))
+        return (combined if power == 1 else np.power(combined, 1.0 / power)), costs, frozen
 
     def update(self, job, targets: dict, stats) -> None:
         """Scores the job's groups, allocates kept channels and masks every group member."""
@@ -244,7 +279,7 @@ class LayerUpdater:
         items = []  # (wrapper, attr, unit scores, unit costs, frozen units, to_mask)
         for w in job.members:
             for attr in kernel_attrs(w, kind):
-                value = require_finite(np.asarray(w.weights_by_attr()[attr].numpy()), w.name, attr, "scored")
+                value = require_finite(self.pruner.value(w.name, attr), w.name, attr, "scored")
                 kw = stats.kwargs(crit, w.name, attr)
                 frozen = _frozen(p, w, attr)
                 if kind == "weight":
@@ -299,7 +334,7 @@ class LayerUpdater:
                               f"i.e. sparsity {(m - n) / m:g}; set sparsity: {(m - n) / m:g}.", final)
         for w in job.members:
             for attr in kernel_attrs(w, "n:m"):
-                value = require_finite(np.asarray(w.weights_by_attr()[attr].numpy()), w.name, attr, "scored")
+                value = require_finite(self.pruner.value(w.name, attr), w.name, attr, "scored")
                 axis = granularity.input_axis(w.layer, attr, value.ndim)
                 scores = crit(value, None, **stats.kwargs(crit, w.name, attr))
                 try:

@@ -1,0 +1,161 @@
+"""``prune.group_score`` (which weights score a channel group) and order-independent scoring.
+
+* ``producers`` (default): the producers' filters, as NNI;
+* ``all``: every weight the channel's removal deletes — producers' filters, BatchNorm scales,
+  consumers' input channels — as Torch-Pruning's group importance; checked here by hand and
+  against Torch-Pruning itself (same kept channels on a ResNet-20);
+* one mask update scores every ``config_list`` entry against the same weights, so splitting a
+  selection into one entry per layer keeps the same channels.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+
+import keras
+import numpy as np
+import pytest
+
+import kprune
+from kprune.errors import RecipeError
+
+
+def _chain():
+    """c1 -> bn1 -> relu -> c2 -> bn2 -> relu -> pool -> fc: c1's group has producer c1,
+    follower bn1 and consumer c2; c2's group has consumer fc."""
+    x = keras.Input((6, 6, 2))
+    y = keras.layers.Conv2D(4, 3, use_bias=False, name="c1")(x)
+    y = keras.layers.BatchNormalization(name="bn1", gamma_initializer=keras.initializers.RandomUniform(0.2, 2.0))(y)
+    y = keras.layers.ReLU()(y)
+    y = keras.layers.Conv2D(6, 3, use_bias=False, name="c2")(y)
+    y = keras.layers.BatchNormalization(name="bn2", gamma_initializer=keras.initializers.RandomUniform(0.2, 2.0))(y)
+    y = keras.layers.ReLU()(y)
+    y = keras.layers.GlobalAveragePooling2D()(y)
+    return keras.Model(x, keras.layers.Dense(3, name="fc")(y))
+
+
+def _kept(wrapped, name):
+    mask = wrapped.get_layer(name).masks["kernel"].numpy()
+    return np.flatnonzero(mask.reshape(-1, mask.shape[-1]).any(axis=0)).tolist()
+
+
+def _top(score, keep):
+    return sorted(np.argsort(-score, kind="stable")[:keep].tolist())
+
+
+def _fresh(seed=3):
+    keras.utils.set_random_seed(seed)
+    return _chain()
+
+
+def _filter_recipe(criterion, group_score, config_list=None):
+    return {"prune": {"criterion": criterion, "granularity": "filter", "round_to": 1, "group_score": group_score,
+                      "config_list": config_list or [{"op_names": ["c1"], "sparsity": 0.5}]}}
+
+
+@pytest.mark.parametrize("criterion", ["l1", "l2"])
+def test_all_scores_the_norm_of_every_weight_a_channel_removal_deletes(criterion):
+    def build():  # c1's filters grow with the index, c2 reads channels 0 and 1 strongly
+        model = _fresh()
+        c1, c2 = model.get_layer("c1").kernel, model.get_layer("c2").kernel
+        c1.assign(c1.numpy() * np.array([1.0, 2.0, 3.0, 4.0], "float32"))
+        c2.assign(c2.numpy() * np.array([8.0, 6.0, 0.1, 0.1], "float32")[:, None])
+        return model
+
+    model = build()
+    c1, c2 = model.get_layer("c1").kernel.numpy(), model.get_layer("c2").kernel.numpy()
+    gamma = model.get_layer("bn1").gamma.numpy()
+    p = 1 if criterion == "l1" else 2
+    # per c1 channel: its filter (axis 3 of c1), its BN scale, c2's input-channel slice (axis 2)
+    group = np.sum(np.abs(c1) ** p, axis=(0, 1, 2)) + np.abs(gamma) ** p + np.sum(np.abs(c2) ** p, axis=(0, 1, 3))
+    producers = np.sum(np.abs(c1) ** p, axis=(0, 1, 2))
+    assert _top(group, 2) != _top(producers, 2), "this seed has no case where the two definitions differ"
+    for group_score, expected in (("all", _top(group, 2)), ("producers", _top(producers, 2))):
+        wrapped = kprune.wrap(build(), _filter_recipe(criterion, group_score))
+        kprune.Pruner(wrapped).prune_now()
+        assert _kept(wrapped, "c1") == expected, group_score
+
+
+def test_all_refuses_criteria_that_score_what_only_producers_have():
+    for crit, what in (("apoz", "output activations"), ("slim", "scale of the BatchNorm")):
+        with pytest.raises(RecipeError, match="prune.group_score") as e:
+            kprune.Recipe.from_dict(_filter_recipe(crit, "all"))
+        assert what in str(e.value) and crit in str(e.value)
+    with pytest.raises(RecipeError, match="group_score"):
+        kprune.Recipe.from_dict(_filter_recipe("l1", "everything"))
+
+
+def test_taylor_with_all_collects_gradients_of_consumers_and_scales():
+    model = _fresh()
+    x = np.random.default_rng(0).normal(size=(32, 6, 6, 2)).astype("float32")
+    y = np.random.default_rng(1).integers(0, 3, size=32)
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    wrapped = kprune.wrap(model, _filter_recipe("taylor_fo", "all"))
+    pruner = kprune.Pruner(wrapped, data=[(x[:16], y[:16]), (x[16:], y[16:])])
+    scored = {k for _, _, layers in [(j.criterion, j.entry, pruner._updater(j).scored_layers(j))
+                                     for j in pruner.jobs()] for k in layers}
+    assert scored == {("c1", "kernel"), ("bn1", "gamma"), ("c2", "kernel")}
+    pruner.prune_now()
+    assert len(_kept(wrapped, "c1")) == 2
+
+
+def test_entries_split_per_layer_keep_the_same_channels_as_one_entry():
+    """One mask update scores all entries against the weights from before it: c1's group
+    zeroes c2's input channels, which must not change c2's own filter scores."""
+    def build():  # c1 drops channels 0, 1; c2's filters 0-2 draw their weight from them
+        model = _fresh(5)
+        c1, c2 = model.get_layer("c1").kernel, model.get_layer("c2").kernel
+        c1.assign(c1.numpy() * np.array([0.1, 0.1, 1.0, 1.0], "float32"))
+        w = c2.numpy() * 0.1
+        w[:, :, :2, :3] = 1.0
+        c2.assign(w)
+        return model
+
+    one = kprune.wrap(build(), {"prune": {"criterion": "l1", "granularity": "filter", "round_to": 1,
+                                            "config_list": [{"op_names": ["c1", "c2"], "sparsity": 0.5}]}})
+    kprune.Pruner(one).prune_now()
+    for order in (["c1", "c2"], ["c2", "c1"]):
+        split = kprune.wrap(build(), {"prune": {"criterion": "l1", "granularity": "filter", "round_to": 1,
+                                                  "config_list": [{"op_names": [n], "sparsity": 0.5} for n in order]}})
+        kprune.Pruner(split).prune_now()
+        assert _kept(split, "c1") == _kept(one, "c1") == [2, 3], order
+        assert _kept(split, "c2") == _kept(one, "c2") == [0, 1, 2], order
+
+
+@pytest.mark.parametrize("criterion", ["l1", "l2"])
+def test_all_keeps_the_channels_torch_pruning_keeps_on_a_resnet20(criterion):
+    torch = pytest.importorskip("torch")
+    tp = pytest.importorskip("torch_pruning")
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
+    from _torch_resnet import CifarResNet, conv_channels
+    from tp_transfer import torch_to_keras
+
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    net = CifarResNet(in_channels=1, width=0.5)
+    for m in net.modules():  # scales that matter
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.weight.data.uniform_(0.2, 2.0)
+    model = torch_to_keras(net, kprune.models.get("resnet20", input_shape=(28, 28, 1), num_classes=10, width=0.5))
+    pruned = copy.deepcopy(net)
+    importance = tp.importance.MagnitudeImportance(p=1 if criterion == "l1" else 2)
+    pruner = tp.pruner.BasePruner(pruned, torch.zeros(1, 1, 28, 28), importance=importance, pruning_ratio=0.25,
+                                  global_pruning=False, ignored_layers=[pruned.predictions])
+    names = {m: n.replace(".", "_") for n, m in pruned.named_modules()}
+    tp_kept = {}
+    for group in pruner.step(interactive=True):
+        for dep, idxs in group:
+            module = dep.target.module
+            if isinstance(module, torch.nn.Conv2d) and dep.handler.__name__ == "prune_out_channels":
+                tp_kept[names[module]] = sorted(set(range(module.out_channels)) - {int(i) for i in idxs})
+        group.prune()
+    channels = conv_channels(pruned)
+    full = {n: model.get_layer(n).filters for n in channels}
+    # one entry per layer, as a user matching TP's per-layer counts would write it
+    wrapped = kprune.wrap(model, _filter_recipe(criterion, "all", [
+        {"op_names": [n], "sparsity": 1.0 - channels[n] / full[n]} for n in sorted(channels)]))
+    kprune.Pruner(wrapped).prune_now()
+    differ = {n: (_kept(wrapped, n), tp_kept[n]) for n in sorted(tp_kept) if _kept(wrapped, n) != tp_kept[n]}
+    assert len(tp_kept) == 21 and not differ
