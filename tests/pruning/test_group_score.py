@@ -159,3 +159,25 @@ def test_all_keeps_the_channels_torch_pruning_keeps_on_a_resnet20(criterion):
     kprune.Pruner(wrapped).prune_now()
     differ = {n: (_kept(wrapped, n), tp_kept[n]) for n in sorted(tp_kept) if _kept(wrapped, n) != tp_kept[n]}
     assert len(tp_kept) == 21 and not differ
+
+
+@pytest.mark.parametrize("criterion", ["l2", "taylor_fo"])
+def test_all_on_attention_heads_then_compact(criterion):
+    keras.utils.set_random_seed(0)
+    x = keras.Input((5, 8))
+    y = keras.layers.MultiHeadAttention(4, 2, name="att")(x, x)
+    y = keras.layers.Dense(8, name="mlp")(keras.layers.Add()([x, y]))
+    model = keras.Model(x, keras.layers.Dense(3, name="fc")(keras.layers.GlobalAveragePooling1D()(y)))
+    model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    xs = np.random.default_rng(0).normal(size=(8, 5, 8)).astype("float32")
+    data = [(xs, np.arange(8) % 3)]
+    wrapped = kprune.wrap(model, {"prune": {"criterion": criterion, "group_score": "all", "round_to": 1,
+                                            "config_list": [{"op_names": ["att"], "granularity": "head",
+                                                             "sparsity": 0.5}]}})
+    pruner = kprune.Pruner(wrapped, data=data)
+    scored = {k for j in pruner.jobs() for k in pruner._updater(j).scored_layers(j)}
+    assert ("att", "_output_dense.kernel") in scored and ("att", "_query_dense.kernel") in scored
+    pruner.prune_now()
+    small = kprune.compact(wrapped)
+    assert small.get_layer("att")._num_heads == 2
+    np.testing.assert_allclose(small(xs), wrapped(xs), rtol=1e-5, atol=1e-5)
