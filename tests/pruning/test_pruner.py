@@ -55,8 +55,8 @@ def test_jobs_group_wrappers_by_entry_and_pick_the_updater():
     assert [(j.entry, j.kind, j.criterion.name, [w.name for w in j.members]) for j in jobs] == [
         (0, "filter", "l1", ["c1"]), (1, "weight", "level", ["fc"])]
     assert [type(pruner._updater(j)) for j in jobs] == [FilterUpdater, LayerUpdater]
-    assert FilterUpdater.scored_layers(jobs[0]) == [("c1", "kernel")]
-    assert LayerUpdater.scored_layers(jobs[1]) == [("fc", "kernel")]
+    assert pruner._updater(jobs[0]).scored_layers(jobs[0]) == [("c1", "kernel")]
+    assert pruner._updater(jobs[1]).scored_layers(jobs[1]) == [("fc", "kernel")]
 
 
 class _CountingFastPath:
