@@ -154,12 +154,16 @@ class FilterUpdater:
             units.append((g, [p.wrapper(n) for n in sorted(chosen)]))
         return units
 
+    def _whole_group(self, crit) -> bool:
+        """Whether ``crit`` scores every weight of a group (``prune.group_score: all``)."""
+        return self.pruner.plan.get("group_score", "producers") == "all" and crit.scores_group()
+
     def scored_members(self, group, crit) -> list:
         """The members of ``group`` whose weights ``crit`` scores: the producers' kernels, or
         with ``prune.group_score: all`` every kernel slice the group's channels index
         (producers' filters, consumers' input channels, depthwise kernels) and the BatchNorm
         scales (``crit.scores_scale``) — Torch-Pruning's group importance."""
-        if self.pruner.plan.get("group_score", "producers") == "all" and crit.scores_group():
+        if self._whole_group(crit):
             return [m for m in group.members if m.weight.rsplit(".", 1)[-1] in KERNEL_WEIGHTS
                     or (crit.scores_scale and is_bn_gamma(m))]
         return [m for m in group.members if m.role == "producer" and _main_kernel(m.weight)]
@@ -169,17 +173,19 @@ class FilterUpdater:
         return [(m.layer.name, m.weight) for g, _ in job.units for m in self.scored_members(g, job.criterion)]
 
     def _scores(self, group, crit, stats):
-        """Per-channel scores, costs and already-pruned (frozen) flags of one group."""
+        """Per-channel scores, costs and already-pruned (frozen) flags of one group.
+
+        Each scored member's per-channel scores (summed over the ``k`` positions a channel
+        spans) are combined with ``prune.aggregate``; with ``prune.group_score: all`` they are
+        raised to ``crit.group_power`` first and the root taken after (``l2``: the L2 norm of
+        all the weights a channel's removal deletes). Costs and frozen flags come from the
+        producers."""
         p = self.pruner
-        if p.plan.get("group_score", "producers") == "all" and crit.scores_group():
-            return self._group_scores(group, crit, stats)
+        power = float(crit.group_power) if self._whole_group(crit) else 1.0
         vectors, costs, frozen = [], np.zeros(group.size), np.ones(group.size, dtype=bool)
         gammas = [m for m in group.members if is_bn_gamma(m)]
-        for m in group.members:
-            if m.role != "producer" or not _main_kernel(m.weight):
-                continue
-            value = require_finite(p.value(m.layer.name, m.weight), m.layer.name,
-                                   m.weight, "scored")
+        for m in self.scored_members(group, crit):
+            value = require_finite(p.value(m.layer.name, m.weight), m.layer.name, m.weight, "scored")
             rows = np.asarray(m.index)  # [C, k]: a group channel may span k positions (GroupNorm groups)
             kw = stats.kwargs(crit, m.layer.name, m.weight)
             if "bn" in crit.needs:
@@ -193,12 +199,16 @@ class FilterUpdater:
                 gamma[rows[:, 0]] = np.asarray(gm.variable().numpy())[np.asarray(gm.index)[:, 0]]
                 kw["gamma"] = gamma
             per_channel = crit(value, m.axis, **kw)
+            if power != 1:
+                per_channel = np.power(np.asarray(per_channel, dtype=np.float64), power)
             vectors.append(per_channel[rows].sum(axis=1))
-            costs += value.size / value.shape[m.axis] * rows.shape[1]
-            frozen &= self._pruned(m, rows)
+            if m.role == "producer" and _main_kernel(m.weight):
+                costs += value.size / value.shape[m.axis] * rows.shape[1]
+                frozen &= self._pruned(m, rows)
         if "bn" in crit.needs:
             vectors = vectors[:1]  # one BatchNorm scale per channel, whatever the producers
-        return allocation.aggregate(vectors, self.pruner.plan.get("aggregate", "sum")), costs, frozen
+        combined = allocation.aggregate(vectors, p.plan.get("aggregate", "sum"))
+        return (combined if power == 1 else np.power(combined, 1.0 / power)), costs, frozen
 
     @staticmethod
     def _pruned(m, rows) -> np.ndarray:
@@ -208,27 +218,6 @@ class FilterUpdater:
             alive = np.any(np.moveaxis(mask, m.axis, 0).reshape(mask.shape[m.axis], -1) != 0, axis=1)
             return ~alive[rows].any(axis=1)
         return np.zeros(len(rows), dtype=bool)
-
-    def _group_scores(self, group, crit, stats):
-        """``prune.group_score: all``: each member's per-channel scores raised to
-        ``crit.group_power``, combined over members with ``prune.aggregate``, and the root taken
-        (for ``l1`` the L1 norm, for ``l2`` the L2 norm of all the weights a channel's removal
-        deletes). Costs and frozen flags still come from the producers."""
-        p = self.pruner
-        power = float(crit.group_power)
-        vectors, costs, frozen = [], np.zeros(group.size), np.ones(group.size, dtype=bool)
-        for m in self.scored_members(group, crit):
-            value = require_finite(p.value(m.layer.name, m.weight), m.layer.name,
-                                   m.weight, "scored")
-            rows = np.asarray(m.index)
-            per_channel = np.asarray(crit(value, m.axis, **stats.kwargs(crit, m.layer.name, m.weight)),
-                                     dtype=np.float64)
-            vectors.append(np.power(per_channel[rows], power).sum(axis=1))
-            if m.role == "producer" and _main_kernel(m.weight):
-                costs += value.size / value.shape[m.axis] * rows.shape[1]
-                frozen &= self._pruned(m, rows)
-        combined = allocation.aggregate(vectors, p.plan.get("aggregate", "sum"))
-        return (combined if power == 1 else np.power(combined, 1.0 / power)), costs, frozen
 
     def update(self, job, targets: dict, stats) -> None:
         """Scores the job's groups, allocates kept channels and masks every group member."""
