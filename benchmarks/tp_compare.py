@@ -289,6 +289,7 @@ def torch_side(seed: int, args, data, init: str) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    torch.backends.mkldnn.enabled = args.torch_onednn
     xtr, ytr, xte, yte = (torch.from_numpy(a) for a in to_nchw(*data))
     example = xtr[:1]
     torch.manual_seed(seed)
@@ -449,6 +450,10 @@ def parse(argv):
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads of each framework (TensorFlow intra-op, torch.set_num_threads); 0: their defaults. "
                         "With 1, two seeds can run side by side on 2 cores")
+    p.add_argument("--torch-onednn", action="store_true",
+                   help="let PyTorch use oneDNN (mkldnn) on the CPU. Off by default: with torch 2.13.0+cpu on an "
+                        "AVX2-only AMD EPYC, backward passes of Torch-Pruning's pruned ResNet-20 corrupted the heap "
+                        "(double free, SIGFPE) inside oneDNN; PyTorch's own kernels do not")
     p.add_argument("--json", default="benchmarks/results/tp_compare.json")
     p.add_argument("--merge", nargs="+", metavar="JSON",
                    help="print the table of these result files together (their seeds pooled) and exit; "

@@ -100,6 +100,7 @@ def run_seed(seed, args, data) -> dict:
     from _torch_resnet import CifarResNet, accuracy, conv_channels
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
+    torch.backends.mkldnn.enabled = args.torch_onednn  # see tp_compare's --torch-onednn
     xtr, ytr, xte, yte = data
     txtr, tytr, txte, tyte = (torch.from_numpy(a) for a in tc.to_nchw(*data))
     keras.utils.set_random_seed(seed)
