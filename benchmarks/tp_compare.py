@@ -289,7 +289,7 @@ def torch_side(seed: int, args, data, init: str) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.backends.mkldnn.enabled = args.torch_onednn
+    torch.backends.mkldnn.enabled = args.torch_onednn != "off"
     xtr, ytr, xte, yte = (torch.from_numpy(a) for a in to_nchw(*data))
     example = xtr[:1]
     torch.manual_seed(seed)
@@ -304,6 +304,7 @@ def torch_side(seed: int, args, data, init: str) -> dict:
               f"{out['threads']} threads)", flush=True)
     calib = [(xtr[i], ytr[i]) for i in batch_order(len(xtr), args.batch_size, seed, "calib", 0)[:args.calib_batches]]
     bn = [xtr[i] for i in batch_order(len(xtr), args.batch_size, seed, "bn", 0)[:args.bn_batches]]
+    torch.backends.mkldnn.enabled = args.torch_onednn == "on"  # pruned widths: see --torch-onednn
     for target in args.targets:
         ratio, removed = bisect_ratio(model, example, target, args.bisect_iterations)
         channels = conv_channels(tp_prune(copy.deepcopy(model), "l1", ratio, example))
@@ -325,6 +326,35 @@ def torch_side(seed: int, args, data, init: str) -> dict:
     return out
 
 
+#: Flags that change Torch-Pruning's results; --torch-from requires them equal.
+TORCH_PROTOCOL = ("train_images", "test_images", "epochs", "finetune_epochs", "lr", "finetune_lr", "weight_decay",
+                  "batch_size", "width", "init", "calib_batches", "bn_batches", "bisect_iterations")
+
+
+def earlier_torch(args, seed: int, targets: dict) -> dict:
+    """Torch-Pruning's dense and per-(target, criterion) results for ``seed`` from the ``--torch-from``
+    files, after checking that they ran the same protocol and pruned to the same channel counts."""
+    import json
+    for path in args.torch_from:
+        run = json.load(open(path))
+        differ = [k for k in TORCH_PROTOCOL if run["args"].get(k) != getattr(args, k)]
+        if differ:
+            raise SystemExit(f"--torch-from: {path} ran a different protocol ({', '.join(differ)})")
+        for entry in run["seeds"]:
+            if entry.get("seed") != seed or not entry.get("torch"):
+                continue
+            rows = {(r["target"], r["criterion"]): r["torch"] for r in entry["runs"] if "torch" in r}
+            missing = [(t, c) for t in args.targets for c in args.criteria if (t, c) not in rows]
+            if missing:
+                raise SystemExit(f"--torch-from: {path} has no Torch-Pruning result for seed {seed} at {missing}")
+            for t in args.targets:
+                if entry["targets"][str(t)]["channels"] != targets[str(t)]["channels"]:
+                    raise SystemExit(f"--torch-from: {path} pruned seed {seed} at {t} to other channel counts")
+            return {"dense": entry["torch"], "threads": entry.get("torch_threads"), "torch_from": path,
+                    "runs": [{"target": t, "criterion": c, **rows[(t, c)]} for t in args.targets for c in args.criteria]}
+    raise SystemExit(f"--torch-from: no Torch-Pruning results for seed {seed} in {', '.join(args.torch_from)}")
+
+
 def to_nchw(xtr, ytr, xte, yte):
     return (np.ascontiguousarray(xtr.transpose(0, 3, 1, 2)), ytr, np.ascontiguousarray(xte.transpose(0, 3, 1, 2)), yte)
 
@@ -344,6 +374,8 @@ def run_seed(seed: int, args, data, out: dict, save) -> dict:
     init = args.init if init == "INIT" else init
     with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
         tside = pool.submit(torch_side, seed, args, data, args.init).result()
+    if args.torch_from:
+        tside.update(earlier_torch(args, seed, tside["targets"]))
     keras.utils.set_random_seed(seed)
     kmodel = kprune.models.get("resnet20", input_shape=xtr.shape[1:], num_classes=10, width=args.width,
                                init=init, strided_padding=padding)
@@ -353,6 +385,8 @@ def run_seed(seed: int, args, data, out: dict, save) -> dict:
     assert full == tside["conv_channels"], "the PyTorch mirror's layers differ from kprune's zoo model"
     out.update({"seed": seed, "trainable_params": k_params, "kprune": {}, "torch": tside["dense"],
                 "torch_threads": tside["threads"], "targets": tside["targets"], "runs": []})
+    if args.torch_from:
+        out["torch_from"] = tside["torch_from"]
     sec = keras_train(kmodel, xtr, ytr, args, seed, "train", args.epochs, args.lr, True, args.weight_decay)
     out["kprune"] = {"accuracy": keras_accuracy(kmodel, xte, yte), "epoch_seconds": sec, "macs": kprune.count(kmodel).macs}
     print(f"seed {seed}: kprune dense {out['kprune']['accuracy']:.4f} ({statistics.fmean(sec):.1f} s/epoch, "
@@ -450,15 +484,22 @@ def parse(argv):
     p.add_argument("--threads", type=int, default=0,
                    help="CPU threads of each framework (TensorFlow intra-op, torch.set_num_threads); 0: their defaults. "
                         "With 1, two seeds can run side by side on 2 cores")
-    p.add_argument("--torch-onednn", action="store_true",
-                   help="let PyTorch use oneDNN (mkldnn) on the CPU. Off by default: with torch 2.13.0+cpu on an "
-                        "AVX2-only AMD EPYC, backward passes of Torch-Pruning's pruned ResNet-20 corrupted the heap "
-                        "(double free, SIGFPE) inside oneDNN; PyTorch's own kernels do not")
+    p.add_argument("--torch-onednn", default="dense", choices=("dense", "on", "off"),
+                   help="where PyTorch may use oneDNN (mkldnn) on the CPU: dense (default: dense training only), "
+                        "on, off. With torch 2.13.0+cpu on an AVX2-only AMD EPYC, backward passes of ResNet-20s at "
+                        "pruned widths (e.g. 4/9/19 channels, on Fashion-MNIST) corrupted the heap inside oneDNN "
+                        "(double free, SIGFPE); PyTorch's own kernels do not, but train the dense model 2.4x slower")
+    p.add_argument("--torch-from", nargs="+", metavar="JSON",
+                   help="take Torch-Pruning's results (dense and per criterion) for each seed from these earlier "
+                        "runs instead of training (needs --frameworks kprune): its side does not depend on any "
+                        "kprune setting; the protocol flags and the channel counts are checked equal")
     p.add_argument("--json", default="benchmarks/results/tp_compare.json")
     p.add_argument("--merge", nargs="+", metavar="JSON",
                    help="print the table of these result files together (their seeds pooled) and exit; "
                         "they must share every setting but --seeds, --threads and --json")
     args = p.parse_args(argv)
+    if args.torch_from and "torch" in args.frameworks:
+        p.error("--torch-from replaces Torch-Pruning's run: give it with --frameworks kprune")
     if "kprune" not in args.frameworks:
         p.error("--frameworks must include kprune (the Torch-Pruning-only run is not this script's purpose)")
     return args
