@@ -285,6 +285,12 @@ def bisect_ratio(model, example, target: float, iterations: int):
 # against 1.7 s in its own process (smoke runs at load averages 3.8 and 1.8), which would make
 # the seconds-per-epoch column meaningless.
 
+def torch_onednn(args, dense: bool) -> None:
+    """PyTorch's oneDNN on or off for the dense model's training or for pruned widths (``--torch-onednn``)."""
+    import torch
+    torch.backends.mkldnn.enabled = args.torch_onednn == "on" or (dense and args.torch_onednn == "dense")
+
+
 def torch_side(seed: int, args, data, init: str) -> dict:
     """Train (if asked), find each target's ratio and channel counts, prune, recalibrate and
     fine-tune every criterion with Torch-Pruning. Runs in a spawned process."""
@@ -294,7 +300,7 @@ def torch_side(seed: int, args, data, init: str) -> dict:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.backends.mkldnn.enabled = args.torch_onednn != "off"
+    torch_onednn(args, dense=True)
     xtr, ytr, xte, yte = (torch.from_numpy(a) for a in to_nchw(*data))
     example = xtr[:1]
     torch.manual_seed(seed)
@@ -309,7 +315,7 @@ def torch_side(seed: int, args, data, init: str) -> dict:
               f"{out['threads']} threads)", flush=True)
     calib = [(xtr[i], ytr[i]) for i in batch_order(len(xtr), args.batch_size, seed, "calib", 0)[:args.calib_batches]]
     bn = [xtr[i] for i in batch_order(len(xtr), args.batch_size, seed, "bn", 0)[:args.bn_batches]]
-    torch.backends.mkldnn.enabled = args.torch_onednn == "on"  # pruned widths: see --torch-onednn
+    torch_onednn(args, dense=False)
     for target in args.targets:
         ratio, removed = bisect_ratio(model, example, target, args.bisect_iterations)
         channels = conv_channels(tp_prune(copy.deepcopy(model), "l1", ratio, example))

@@ -100,7 +100,7 @@ def run_seed(seed, args, data) -> dict:
     from _torch_resnet import CifarResNet, accuracy, conv_channels
 
     torch.set_num_threads(args.threads or torch.get_num_threads())
-    torch.backends.mkldnn.enabled = args.torch_onednn != "off"  # dense training; see tp_compare's --torch-onednn
+    tc.torch_onednn(args, dense=True)
     xtr, ytr, xte, yte = data
     txtr, tytr, txte, tyte = (torch.from_numpy(a) for a in tc.to_nchw(*data))
     keras.utils.set_random_seed(seed)
@@ -122,7 +122,7 @@ def run_seed(seed, args, data) -> dict:
           f"{out['dense']['torch_copy']:.4f} (logits max diff {out['dense']['logits_max_diff']:.1e})", flush=True)
     full = tc.keras_channels(kmodel)
     example = txtr[:1]
-    torch.backends.mkldnn.enabled = args.torch_onednn == "on"  # pruned widths
+    tc.torch_onednn(args, dense=False)
     for target in args.targets:
         ratio, removed = tc.bisect_ratio(dense, example, target, args.bisect_iterations)
         channels = conv_channels(tc.tp_prune(copy.deepcopy(dense), "l1", ratio, example))

@@ -299,13 +299,12 @@ class RayExecutor(Executor):
             # A local Ray's workers see this process's import path (the evaluator's module);
             # on a cluster, install that module on the nodes (or pass a closure).
             env = None if self.address else {"env_vars": {"PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}}
-            extra = {}
-            if not self.address and not os.environ.get("RAY_ADDRESS"):
-                # A Ray started here runs its workers at niceness 0, not Ray's default 15: the
-                # search is this process's job and it waits on them; at 15 any other load starves
-                # them (importing TensorFlow in an actor took 240 s instead of 12 s beside two
-                # busy processes on 2 cores).
-                extra["_system_config"] = {"worker_niceness": 0}
+            # A Ray started here runs its workers at niceness 0, not Ray's default 15: the search
+            # is this process's job and it waits on them; at 15 any other load starves them
+            # (importing TensorFlow in an actor took 240 s instead of 12 s beside two busy
+            # processes on 2 cores). A cluster keeps its own setting.
+            starts = not self.address and not os.environ.get("RAY_ADDRESS")
+            extra = {"_system_config": {"worker_niceness": 0}} if starts else {}
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False,
                      ignore_reinit_error=True, runtime_env=env, **extra)
             self._started_ray = True
