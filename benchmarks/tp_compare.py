@@ -188,7 +188,7 @@ def keras_channels(model) -> dict:
     return {layer.name: layer.filters for layer in model.layers if isinstance(layer, keras.layers.Conv2D)}
 
 
-def kprune_prune(dense, crit, channels, full, seed, calib, group_score="producers"):
+def kprune_prune(dense, crit, channels, full, seed, calib, group_score="auto"):
     """Wrap, prune once to the per-layer ``channels`` and compact; returns the small model."""
     import kprune
     config = [{"op_names": [name], "sparsity": 1.0 - channels[name] / full[name]} for name in sorted(channels)]
@@ -485,9 +485,10 @@ def parse(argv):
                    help="initialisation of both models (kprune's zoo `init`; the mirror does the same)")
     p.add_argument("--zoo-variant", default="fixed", choices=list(VARIANTS),
                    help="kprune's model: fixed | old (pre-issue-19) | pad (padding fix only) | init (init fix only)")
-    p.add_argument("--group-score", default="producers", choices=("producers", "all"),
-                   help="kprune's prune.group_score: score the producers' filters (NNI) or every weight of "
-                        "the channel group (Torch-Pruning's group importance)")
+    p.add_argument("--group-score", default="auto", choices=("auto", "producers", "all"),
+                   help="kprune's prune.group_score: score the producers' filters (NNI), every weight of "
+                        "the channel group (Torch-Pruning's group importance) or auto (the recipe default: "
+                        "all for these five criteria)")
     p.add_argument("--frameworks", nargs="+", default=["kprune", "torch"], choices=("kprune", "torch"))
     p.add_argument("--calib-batches", type=int, default=10)
     p.add_argument("--bn-batches", type=int, default=20)

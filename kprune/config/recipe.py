@@ -145,10 +145,12 @@ PRUNE = S.Section({
     "dependency_aware": F("bool", True, doc="prune coupled channels together (filter granularity)"),
     "aggregate": F("str", "sum", choices=("sum", "mean", "max"),
                    doc="how a channel group's score combines its members' scores"),
-    "group_score": F("str", "producers", choices=("producers", "all"),
+    "group_score": F("str", "auto", choices=("auto", "producers", "all"),
                      doc="filter/head: which weights score a channel group: `producers` (their filters, "
-                         "NNI's way) or `all` (every weight removing the channel deletes: producers' "
-                         "filters, BatchNorm scales, consumers' input channels; Torch-Pruning's way)"),
+                         "NNI's way), `all` (every weight removing the channel deletes: producers' "
+                         "filters, BatchNorm scales, consumers' input channels; Torch-Pruning's way) or "
+                         "`auto` (`all` for criteria that read weights or gradients, `producers` for "
+                         "those that read output activations or BatchNorm scales)"),
     "round_to": F("custom", "auto", check=_round_to_check,
                   doc="kept channel counts: `auto` (nearest multiple of 8, at most 10 % below the target, in "
                       "groups of >= 16 channels: XNNPACK's tile) or an integer r (rounded up to a multiple "
@@ -195,7 +197,7 @@ def check_group_score(crit, kind: str, group_score: str, lines: dict | None = No
         raise RecipeError("prune.group_score", f"`all` scores every weight of a channel group, producers' "
                           f"filters, BatchNorm scales and consumers' input channels alike; criterion "
                           f"`{crit.name}` scores {what}, which only the producers have. Use "
-                          "group_score: producers with it, or a weight or gradient criterion "
+                          "group_score: producers (or auto, the default) with it, or a weight or gradient criterion "
                           "(l1, l2, fpgm, taylor_fo, ...).", group_score,
                           line=(lines or {}).get("prune.group_score"))
 
@@ -227,7 +229,7 @@ def _check_entries(prune: dict, lines: dict, explicit_scope=None):
                 p = f"{path}.granularity" if entry["granularity"] else "prune.granularity"
                 raise RecipeError(p, f"criterion `{name}` supports granularities {list(crit.granularities)}.",
                                   entry["granularity"] or prune["granularity"], line=lines.get(p))
-            check_group_score(crit, kind, prune.get("group_score", "producers"), lines)
+            check_group_score(crit, kind, prune.get("group_score", "auto"), lines)
         if has_t and scope != "global":
             raise RecipeError(f"{path}.total_sparsity", "is only meaningful with `prune.scope: global`; "
                               "use `sparsity` for layerwise pruning or set scope: global.",

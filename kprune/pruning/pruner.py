@@ -331,7 +331,7 @@ class Pruner:
             crit = criteria.get(spec["criterion"], f"prune.config_list[{entry}].criterion")
             kind, params = granularity.parse(gran)
             crit.check(kind, crit.scope or spec["scope"], f"prune.config_list[{entry}].granularity")
-            check_group_score(crit, kind, self.plan.get("group_score", "producers"))
+            check_group_score(crit, kind, self.plan.get("group_score", "auto"))
             job = Job(entry, kind, params, crit, members, own_spec=spec)
             if kind in ("filter", "head"):
                 job.units = self.updaters["filter"].units(members, "head" if kind == "head" else "channel")

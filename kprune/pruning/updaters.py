@@ -155,8 +155,9 @@ class FilterUpdater:
         return units
 
     def _whole_group(self, crit) -> bool:
-        """Whether ``crit`` scores every weight of a group (``prune.group_score: all``)."""
-        return self.pruner.plan.get("group_score", "producers") == "all" and crit.scores_group()
+        """Whether ``crit`` scores every weight of a group: ``prune.group_score: all``, or
+        ``auto`` (the default) with a criterion that reads weights or gradients only."""
+        return self.pruner.plan.get("group_score", "auto") in ("all", "auto") and crit.scores_group()
 
     def scored_members(self, group, crit) -> list:
         """The members of ``group`` whose weights ``crit`` scores: the producers' kernels, or

@@ -1,9 +1,11 @@
 """``prune.group_score`` (which weights score a channel group) and order-independent scoring.
 
-* ``producers`` (default): the producers' filters, as NNI;
+* ``producers``: the producers' filters, as NNI;
 * ``all``: every weight the channel's removal deletes — producers' filters, BatchNorm scales,
   consumers' input channels — as Torch-Pruning's group importance; checked here by hand and
   against Torch-Pruning itself (same kept channels on a ResNet-20);
+* ``auto`` (default): ``all`` for weight and gradient criteria, ``producers`` for the criteria
+  that read what only producers have (activations, the BatchNorm after a layer);
 * one mask update scores every ``config_list`` entry against the same weights, so splitting a
   selection into one entry per layer keeps the same channels.
 """
@@ -87,6 +89,22 @@ def test_all_refuses_criteria_that_score_what_only_producers_have():
         kprune.Recipe.from_dict(_filter_recipe("l1", "everything"))
 
 
+def test_auto_is_the_default_and_scores_the_whole_group_where_the_criterion_can():
+    def scored(criterion, group_score=None):
+        recipe = _filter_recipe(criterion, group_score)
+        if group_score is None:
+            del recipe["prune"]["group_score"]
+        pruner = kprune.Pruner(kprune.wrap(_fresh(), recipe))
+        return {k for j in pruner.jobs() for k in pruner._updater(j).scored_layers(j)}
+
+    assert kprune.Recipe.from_dict({}).prune["group_score"] == "auto"
+    for criterion in ("l1", "fpgm", "random"):  # weights (or nothing): the whole group
+        assert scored(criterion) == scored(criterion, "all") != scored(criterion, "producers"), criterion
+    assert scored("l2") == {("c1", "kernel"), ("bn1", "gamma"), ("c2", "kernel")}
+    for criterion in ("apoz", "slim"):  # what only producers have: producers, and no refusal
+        assert scored(criterion) == scored(criterion, "producers") == {("c1", "kernel")}, criterion
+
+
 def test_taylor_with_all_collects_gradients_of_consumers_and_scales():
     model = _fresh()
     x = np.random.default_rng(0).normal(size=(32, 6, 6, 2)).astype("float32")
@@ -100,7 +118,8 @@ def test_taylor_with_all_collects_gradients_of_consumers_and_scales():
     assert len(_kept(wrapped, "c1")) == 2
 
 
-def test_entries_split_per_layer_keep_the_same_channels_as_one_entry():
+@pytest.mark.parametrize("group_score", ["producers", "all"])
+def test_entries_split_per_layer_keep_the_same_channels_as_one_entry(group_score):
     """One mask update scores all entries against the weights from before it: c1's group
     zeroes c2's input channels, which must not change c2's own filter scores."""
     def build():  # c1 drops channels 0, 1; c2's filters 0-2 draw their weight from them
@@ -112,15 +131,17 @@ def test_entries_split_per_layer_keep_the_same_channels_as_one_entry():
         c2.assign(w)
         return model
 
-    one = kprune.wrap(build(), {"prune": {"criterion": "l1", "granularity": "filter", "round_to": 1,
-                                            "config_list": [{"op_names": ["c1", "c2"], "sparsity": 0.5}]}})
-    kprune.Pruner(one).prune_now()
+    def prune(config_list):
+        wrapped = kprune.wrap(build(), {"prune": {"criterion": "l1", "granularity": "filter", "round_to": 1,
+                                                  "group_score": group_score, "config_list": config_list}})
+        kprune.Pruner(wrapped).prune_now()
+        return _kept(wrapped, "c1"), _kept(wrapped, "c2")
+
+    one = prune([{"op_names": ["c1", "c2"], "sparsity": 0.5}])
+    # producers: c1 by its own filters; all: c1's channels 0, 1 are what c2 reads most
+    assert one == ([2, 3] if group_score == "producers" else [0, 1], [0, 1, 2])
     for order in (["c1", "c2"], ["c2", "c1"]):
-        split = kprune.wrap(build(), {"prune": {"criterion": "l1", "granularity": "filter", "round_to": 1,
-                                                  "config_list": [{"op_names": [n], "sparsity": 0.5} for n in order]}})
-        kprune.Pruner(split).prune_now()
-        assert _kept(split, "c1") == _kept(one, "c1") == [2, 3], order
-        assert _kept(split, "c2") == _kept(one, "c2") == [0, 1, 2], order
+        assert prune([{"op_names": [n], "sparsity": 0.5} for n in order]) == one, order
 
 
 @pytest.mark.parametrize("criterion", ["l1", "l2"])

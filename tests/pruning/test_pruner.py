@@ -55,8 +55,12 @@ def test_jobs_group_wrappers_by_entry_and_pick_the_updater():
     assert [(j.entry, j.kind, j.criterion.name, [w.name for w in j.members]) for j in jobs] == [
         (0, "filter", "l1", ["c1"]), (1, "weight", "level", ["fc"])]
     assert [type(pruner._updater(j)) for j in jobs] == [FilterUpdater, LayerUpdater]
-    assert pruner._updater(jobs[0]).scored_layers(jobs[0]) == [("c1", "kernel")]
+    # group_score: auto (default) with l1 scores c1's whole group: its filters, bn1's scale, c2's input channels
+    assert pruner._updater(jobs[0]).scored_layers(jobs[0]) == [("c1", "kernel"), ("bn1", "gamma"), ("c2", "kernel")]
     assert pruner._updater(jobs[1]).scored_layers(jobs[1]) == [("fc", "kernel")]
+    recipe["prune"]["group_score"] = "producers"
+    pruner = kprune.Pruner(kprune.wrap(_cnn(), recipe))
+    assert pruner._updater(pruner.jobs()[0]).scored_layers(pruner.jobs()[0]) == [("c1", "kernel")]
 
 
 class _CountingFastPath:
