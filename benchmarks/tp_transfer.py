@@ -6,9 +6,10 @@ point at every target and criterion, random included. This script separates the 
 1. kprune's zoo ResNet-20 is trained as in ``tp_compare.py`` (its PyTorch-SGD loop, same
    protocol and flags), then its weights are copied into the PyTorch mirror
    (``_torch_resnet.py``); the dense logits of the two are compared.
-2. For each target and each deterministic criterion (l1, l2, fpgm), both frameworks prune their
+2. For each target and each criterion (l1, l2, fpgm, random), both frameworks prune their
    copy to Torch-Pruning's per-layer channel counts; the pruned models' logits are compared
-   (equal logits: both kept the same channels and compacted the same way).
+   (equal logits: both kept the same channels and compacted the same way; random's two draws
+   differ, so its logits do too).
 3. Each pruned model is fine-tuned in its own framework, and kprune's pruned weights are also
    copied into Torch-Pruning's pruned architecture and fine-tuned in PyTorch ("kprune pruned,
    PyTorch fine-tuned"): with equal pruned models, a gap that remains between the kprune and
@@ -18,12 +19,15 @@ With ``--trained-by torch`` the direction is reversed: the PyTorch mirror is tra
 torch side of ``tp_compare.py``) and its weights are copied into kprune's zoo model, so each
 pruner is also measured on the other framework's trained model. ``--group-score all`` makes
 kprune score every weight of a channel group as Torch-Pruning does; the pruned logits then
-tell whether both keep the same channels.
+tell whether both keep the same channels. ``--trained-by kprune --init-from torch`` starts
+TensorFlow's training from the PyTorch mirror's initial weights (the same draws ``--trained-by
+torch`` trains), which separates the initial draws from the training numerics.
 
 Usage::
 
     python benchmarks/tp_transfer.py --seeds 0 --targets 0.5 --json benchmarks/results/tp_transfer.json
     python benchmarks/tp_transfer.py --trained-by torch --group-score all --seeds 0 --targets 0.5
+    python benchmarks/tp_transfer.py --trained-by kprune --init-from torch --seeds 0 --targets 0.7 --criteria random
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ import numpy as np  # noqa: E402
 import tp_compare as tc  # noqa: E402
 from _results import write_json  # noqa: E402
 
-CRITERIA = ("l1", "l2", "fpgm")
+CRITERIA = ("l1", "l2", "fpgm", "random")  # random: the two draws differ, so its pruned logits do too
 
 
 def keras_to_torch(kmodel, tmodel):
@@ -107,6 +111,9 @@ def run_seed(seed, args, data) -> dict:
     kmodel = kprune.models.get("resnet20", input_shape=xtr.shape[1:], num_classes=10, width=args.width,
                                init=args.init)
     if args.trained_by == "kprune":
+        if args.init_from == "torch":  # PyTorch's initial draws, trained by TensorFlow
+            torch.manual_seed(seed)
+            kmodel = torch_to_keras(CifarResNet(in_channels=1, width=args.width, init=args.init), kmodel)
         sec = tc.keras_train(kmodel, xtr, ytr, args, seed, "train", args.epochs, args.lr, True, args.weight_decay)
         dense = keras_to_torch(kmodel, CifarResNet(in_channels=1, width=args.width))
     else:
@@ -114,11 +121,13 @@ def run_seed(seed, args, data) -> dict:
         dense = CifarResNet(in_channels=1, width=args.width, init=args.init)
         sec = tc.torch_train(dense, txtr, tytr, args, seed, "train", args.epochs, args.lr, True, args.weight_decay)
         kmodel = torch_to_keras(dense, kmodel)
-    out = {"seed": seed, "dense": {"trained_by": args.trained_by, "kprune": tc.keras_accuracy(kmodel, xte, yte),
+    out = {"seed": seed, "dense": {"trained_by": args.trained_by, "init_from": args.init_from,
+                                   "kprune": tc.keras_accuracy(kmodel, xte, yte),
                                    "torch_copy": accuracy(dense, txte, tyte),
                                    "logits_max_diff": logits_diff(kmodel, dense, xte[:1000]),
                                    "train_epoch_seconds": sec}, "runs": []}
-    print(f"seed {seed}: trained by {args.trained_by}: dense kprune {out['dense']['kprune']:.4f}, PyTorch "
+    print(f"seed {seed}: trained by {args.trained_by} from {args.init_from}'s initial weights: dense kprune "
+          f"{out['dense']['kprune']:.4f}, PyTorch "
           f"{out['dense']['torch_copy']:.4f} (logits max diff {out['dense']['logits_max_diff']:.1e})", flush=True)
     full = tc.keras_channels(kmodel)
     example = txtr[:1]
@@ -153,9 +162,16 @@ def main(argv=None) -> int:
     own = argparse.ArgumentParser(add_help=False)
     own.add_argument("--trained-by", default="kprune", choices=("kprune", "torch"),
                      help="which framework trains the dense model the other one receives")
+    own.add_argument("--init-from", default=None, choices=("kprune", "torch"),
+                     help="whose initial weights the training starts from (default: the training "
+                          "framework's own draws); --trained-by kprune --init-from torch trains "
+                          "PyTorch's initial draws in TensorFlow")
     mine, rest = own.parse_known_args(argv)
-    args = tc.parse(rest)  # tp_compare's flags; criteria other than l1, l2, fpgm are dropped
+    args = tc.parse(rest)  # tp_compare's flags; taylor (which needs calibration batches) is dropped
     args.trained_by = mine.trained_by
+    args.init_from = mine.init_from or mine.trained_by
+    if args.init_from != args.trained_by and args.trained_by == "torch":
+        raise SystemExit("--init-from kprune with --trained-by torch is not implemented")
     args.criteria = [c for c in args.criteria if c in CRITERIA]
     if args.json == "benchmarks/results/tp_compare.json":
         args.json = "benchmarks/results/tp_transfer.json"
