@@ -189,6 +189,18 @@ ROOT = S.Section({
 })
 
 
+def group_score_of(plan: dict) -> str:
+    """``prune.group_score`` of a recipe's prune section or a wrapper's plan (the schema's
+    default where the key is absent)."""
+    return plan.get("group_score", PRUNE.fields["group_score"].default)
+
+
+def scores_whole_group(crit, group_score: str) -> bool:
+    """Whether ``crit`` scores every weight of a channel group under ``group_score``: ``all``,
+    or ``auto`` with a criterion that reads weights or gradients only (``crit.scores_group()``)."""
+    return group_score in ("all", "auto") and crit.scores_group()
+
+
 def check_group_score(crit, kind: str, group_score: str, lines: dict | None = None) -> None:
     """Raises :class:`RecipeError` when ``prune.group_score: all`` meets a criterion that
     scores what only a group's producers have (output activations, the BatchNorm after them)."""
@@ -229,7 +241,7 @@ def _check_entries(prune: dict, lines: dict, explicit_scope=None):
                 p = f"{path}.granularity" if entry["granularity"] else "prune.granularity"
                 raise RecipeError(p, f"criterion `{name}` supports granularities {list(crit.granularities)}.",
                                   entry["granularity"] or prune["granularity"], line=lines.get(p))
-            check_group_score(crit, kind, prune.get("group_score", "auto"), lines)
+            check_group_score(crit, kind, group_score_of(prune), lines)
         if has_t and scope != "global":
             raise RecipeError(f"{path}.total_sparsity", "is only meaningful with `prune.scope: global`; "
                               "use `sparsity` for layerwise pruning or set scope: global.",

@@ -26,7 +26,7 @@ import weakref
 import numpy as np
 
 from kprune import criteria, graph, schedules
-from kprune.config.recipe import check_group_score
+from kprune.config.recipe import check_group_score, group_score_of
 from kprune.errors import KPruneError, RecipeError
 from kprune.pruning import fast_update, granularity, rewind, statistics
 from kprune.pruning.updaters import FilterUpdater, Job, LayerUpdater
@@ -331,7 +331,7 @@ class Pruner:
             crit = criteria.get(spec["criterion"], f"prune.config_list[{entry}].criterion")
             kind, params = granularity.parse(gran)
             crit.check(kind, crit.scope or spec["scope"], f"prune.config_list[{entry}].granularity")
-            check_group_score(crit, kind, self.plan.get("group_score", "auto"))
+            check_group_score(crit, kind, group_score_of(self.plan))
             job = Job(entry, kind, params, crit, members, own_spec=spec)
             if kind in ("filter", "head"):
                 job.units = self.updaters["filter"].units(members, "head" if kind == "head" else "channel")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from kprune.config.recipe import group_score_of, scores_whole_group
 from kprune.errors import GraphError, KPruneError, RecipeError, UnsupportedLayerError, require_finite
 from kprune.graph.masks import apply_group_mask
 from kprune.pruning import allocation, granularity
@@ -155,9 +156,8 @@ class FilterUpdater:
         return units
 
     def _whole_group(self, crit) -> bool:
-        """Whether ``crit`` scores every weight of a group: ``prune.group_score: all``, or
-        ``auto`` (the default) with a criterion that reads weights or gradients only."""
-        return self.pruner.plan.get("group_score", "auto") in ("all", "auto") and crit.scores_group()
+        """Whether ``crit`` scores every weight of a group (see :func:`scores_whole_group`)."""
+        return scores_whole_group(crit, group_score_of(self.pruner.plan))
 
     def scored_members(self, group, crit) -> list:
         """The members of ``group`` whose weights ``crit`` scores: the producers' kernels, or
