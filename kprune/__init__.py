@@ -30,10 +30,38 @@ __version__ = "0.1.0"
 _REGISTERING = ("kprune.wrappers", "kprune.pruning.pruner", "kprune.callbacks")
 
 
+def _kprune_initializing() -> bool:
+    """Whether a kprune module is being executed right now (an import of it has not finished)."""
+    for name, module in list(_sys.modules.items()):
+        if (name == "kprune" or name.startswith("kprune.")) and getattr(getattr(module, "__spec__", None),
+                                                                         "_initializing", False):
+            return True
+    return False
+
+
 def _register_with_keras():
+    """Import the modules that register kprune's Keras classes. When Keras is imported by a
+    kprune module that is itself being imported (``from kprune.wrappers import PruneWrapper``
+    first thing), those modules would need the half-executed one: registration then waits for
+    the next import made after every kprune module has finished (:class:`_RegisterWhenIdle`)."""
     import importlib
+    if any(name not in _sys.modules for name in _REGISTERING) and _kprune_initializing():
+        if not any(isinstance(f, _RegisterWhenIdle) for f in _sys.meta_path):
+            _sys.meta_path.insert(0, _RegisterWhenIdle())
+        return
     for module in _REGISTERING:
         importlib.import_module(module)
+
+
+class _RegisterWhenIdle:
+    """A ``sys.meta_path`` finder that finds nothing: at the first import made while no kprune
+    module is executing, it removes itself and runs :func:`_register_with_keras`."""
+
+    def find_spec(self, name, path=None, target=None):
+        if self in _sys.meta_path and not _kprune_initializing():
+            _sys.meta_path.remove(self)
+            _register_with_keras()
+        return None
 
 
 class _AfterKerasImport:

@@ -137,3 +137,36 @@ def test_registries_load_their_family_by_name(family):
     assert names, f"{family}: no members registered"
     importlib.import_module(f"kprune.{family}")
     assert reg.names() == names
+
+
+FIRST_IMPORTS = {  # modules whose import, first thing in an interpreter, once hit the registration loop
+    "kprune.wrappers": "PruneWrapper",
+    "kprune.wrappers.prune_wrapper": "PruneWrapper",
+    "kprune.pruning.updaters": "FilterUpdater",
+    "kprune.pruning.rewind": None,
+}
+
+
+@pytest.mark.parametrize("module", sorted(FIRST_IMPORTS))
+def test_a_submodule_imported_first_loads_and_registers_with_keras(module):
+    """``from kprune.wrappers import PruneWrapper`` before anything else: Keras is imported by a
+    kprune module mid-import, so kprune's Keras registration waits for that import to finish
+    (it would otherwise need the half-executed module) and runs at the next import."""
+    import subprocess
+    import sys
+    name = FIRST_IMPORTS[module]
+    code = f"""
+import sys
+{f"from {module} import {name}" if name else f"import {module}"}
+import keras
+keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])  # any work that imports further modules
+assert "tabnanny" not in sys.modules
+import tabnanny  # the next import of a new module
+missing = [m for m in ("kprune.wrappers", "kprune.pruning.pruner", "kprune.callbacks") if m not in sys.modules]
+assert not missing, missing
+assert keras.saving.get_registered_object("kprune>PruningCallback") is not None
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                         cwd=str(ROOT))
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-3000:]
