@@ -30,76 +30,81 @@ __version__ = "0.1.0"
 _REGISTERING = ("kprune.wrappers", "kprune.pruning.pruner", "kprune.callbacks")
 
 
-def _kprune_initializing() -> bool:
-    """Whether a kprune module is being executed right now (an import of it has not finished)."""
+def _kprune_initializing(besides: str = "") -> bool:
+    """Whether a kprune module (other than ``besides``) is being executed right now (an import
+    of it has not finished)."""
     for name, module in list(_sys.modules.items()):
-        if (name == "kprune" or name.startswith("kprune.")) and getattr(getattr(module, "__spec__", None),
-                                                                         "_initializing", False):
+        if name == besides or not (name == "kprune" or name.startswith("kprune.")):
+            continue
+        if getattr(getattr(module, "__spec__", None), "_initializing", False):
             return True
     return False
 
 
-def _register_with_keras():
+def _register_with_keras(besides: str = ""):
     """Import the modules that register kprune's Keras classes. When Keras is imported by a
     kprune module that is itself being imported (``from kprune.wrappers import PruneWrapper``
-    first thing), those modules would need the half-executed one: registration then waits for
-    the next import made after every kprune module has finished (:class:`_RegisterWhenIdle`)."""
+    first thing), those modules would need the half-executed one: registration then waits until
+    that outermost kprune module has finished executing (:class:`_ImportHook`)."""
     import importlib
-    if any(name not in _sys.modules for name in _REGISTERING) and _kprune_initializing():
-        if not any(isinstance(f, _RegisterWhenIdle) for f in _sys.meta_path):
-            _sys.meta_path.insert(0, _RegisterWhenIdle())
+    global _registered
+    if _registered:
+        return
+    if any(name not in _sys.modules for name in _REGISTERING) and _kprune_initializing(besides):
+        global _pending
+        _pending = True
+        _install_hook()
         return
     for module in _REGISTERING:
         importlib.import_module(module)
+    _registered = True
 
 
-class _RegisterWhenIdle:
-    """A ``sys.meta_path`` finder that finds nothing: at the first import made while no kprune
-    module is executing, it removes itself and runs :func:`_register_with_keras`."""
-
-    def find_spec(self, name, path=None, target=None):
-        if self in _sys.meta_path and not _kprune_initializing():
-            _sys.meta_path.remove(self)
-            _register_with_keras()
-        return None
+_registered = False
+_pending = False  # Keras is imported, registration waits for the kprune module being imported
 
 
-class _AfterKerasImport:
-    """A ``sys.meta_path`` finder: runs :func:`_register_with_keras` once ``keras`` is imported.
-
-    It stays installed until Keras really executes (a ``find_spec("keras")`` that only checks
-    whether Keras exists does not consume it), then removes itself.
-    """
+class _ImportHook:
+    """A ``sys.meta_path`` finder that finds what the other finders find, and runs code after
+    two kinds of module have executed: ``keras`` (then kprune registers its Keras classes) and
+    any ``kprune.*`` module (then a registration that had to wait runs, once no kprune module is
+    executing any more). It removes itself once kprune is registered. A ``find_spec("keras")``
+    that only checks whether Keras exists returns the real spec and consumes nothing."""
 
     _busy = False
 
     def find_spec(self, name, path=None, target=None):
-        if name != "keras" or self._busy:
+        if self._busy or _registered or not (name == "keras" or name.startswith("kprune.")):
             return None
-        import importlib.util
         self._busy = True
         try:
-            spec = importlib.util.find_spec("keras")
+            spec = None
+            for finder in list(_sys.meta_path):
+                if finder is self or not hasattr(finder, "find_spec"):
+                    continue
+                spec = finder.find_spec(name, path, target)
+                if spec is not None:
+                    break
         finally:
             self._busy = False
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
-        exec_keras, finder = spec.loader.exec_module, self
+        exec_module = spec.loader.exec_module
 
-        def exec_module(module):
-            exec_keras(module)
-            if finder in _sys.meta_path:
-                _sys.meta_path.remove(finder)
-            _register_with_keras()
+        def exec_then_register(module):
+            exec_module(module)
+            if name == "keras" or (_pending and not _kprune_initializing(besides=name)):
+                _register_with_keras(besides=name)
+            if _registered and self in _sys.meta_path:
+                _sys.meta_path.remove(self)
 
-        spec.loader.exec_module = exec_module
+        spec.loader.exec_module = exec_then_register
         return spec
 
 
-if "keras" in _sys.modules:
-    _register_with_keras()
-elif not any(isinstance(f, _AfterKerasImport) for f in _sys.meta_path):
-    _sys.meta_path.insert(0, _AfterKerasImport())
+def _install_hook():
+    if not any(isinstance(f, _ImportHook) for f in _sys.meta_path):
+        _sys.meta_path.insert(0, _ImportHook())
 
 
 _LAZY = {
@@ -139,3 +144,10 @@ __all__ = ["Recipe", "wrap", "strip", "compact", "count", "sparsity", "groups", 
            "recalibrate_bn", "distill_finetune",
            "Pruner", "PruningCallback", "KPruneError", "RecipeError", "UnsupportedLayerError",
            "GraphError", "DataError", "ExportError"]
+
+
+# last, so that the modules registration imports find this one complete
+if "keras" in _sys.modules:
+    _register_with_keras(besides="kprune")
+else:
+    _install_hook()
