@@ -34,7 +34,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/
 import numpy as np  # noqa: E402
 
 import tp_compare as tc  # noqa: E402
-from _results import write_json  # noqa: E402
+from _results import mean_std_pct, write_json  # noqa: E402
 
 RUNS = ("tf", "torch", "torch_perturbed")
 
@@ -123,8 +123,7 @@ def table(rows, args) -> str:
         for crit in args.criteria:
             acc = {r: [x["accuracy_finetuned"] for x in rows if (x["run"], x["target"], x["criterion"]) == (r, target, crit)]
                    for r in args.runs}
-            cells = [f"{100 * statistics.fmean(v):.2f} ± {100 * (statistics.stdev(v) if len(v) > 1 else 0):.2f}"
-                     for v in acc.values()]
+            cells = [mean_std_pct(v) for v in acc.values()]
             diffs = []
             for r in args.runs:
                 if r == "torch":

@@ -51,9 +51,7 @@ def _register_with_keras(besides: str = ""):
     if _registered:
         return
     if any(name not in _sys.modules for name in _REGISTERING) and _kprune_initializing(besides):
-        global _pending
-        _pending = True
-        _install_hook()
+        _install_hook()  # the hook retries when the kprune module being executed has finished
         return
     for module in _REGISTERING:
         importlib.import_module(module)
@@ -61,30 +59,25 @@ def _register_with_keras(besides: str = ""):
 
 
 _registered = False
-_pending = False  # Keras is imported, registration waits for the kprune module being imported
 
 
 class _ImportHook:
     """A ``sys.meta_path`` finder that finds what the other finders find, and runs code after
-    two kinds of module have executed: ``keras`` (then kprune registers its Keras classes) and
-    any ``kprune.*`` module (then a registration that had to wait runs, once no kprune module is
-    executing any more). It removes itself once kprune is registered. A ``find_spec("keras")``
-    that only checks whether Keras exists returns the real spec and consumes nothing."""
+    two kinds of module have executed: ``keras`` and any ``kprune.*`` module; once Keras is
+    imported, each of them tries :func:`_register_with_keras` (which waits while another kprune
+    module is still executing). It removes itself once kprune is registered. A
+    ``find_spec("keras")`` that only checks whether Keras exists returns the real spec and
+    consumes nothing."""
 
     _busy = False
 
     def find_spec(self, name, path=None, target=None):
         if self._busy or _registered or not (name == "keras" or name.startswith("kprune.")):
             return None
+        import importlib.util
         self._busy = True
         try:
-            spec = None
-            for finder in list(_sys.meta_path):
-                if finder is self or not hasattr(finder, "find_spec"):
-                    continue
-                spec = finder.find_spec(name, path, target)
-                if spec is not None:
-                    break
+            spec = importlib.util.find_spec(name)  # what the other finders find
         finally:
             self._busy = False
         if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
@@ -93,7 +86,7 @@ class _ImportHook:
 
         def exec_then_register(module):
             exec_module(module)
-            if name == "keras" or (_pending and not _kprune_initializing(besides=name)):
+            if "keras" in _sys.modules:
                 _register_with_keras(besides=name)
             if _registered and self in _sys.meta_path:
                 _sys.meta_path.remove(self)
