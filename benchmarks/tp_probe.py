@@ -18,12 +18,19 @@ training makes models that random pruning hurts more.
 Usage (after ``tp_lockstep.py --seed 0 --save runs/lockstep``)::
 
     python benchmarks/tp_probe.py --models runs/lockstep --seed 0 --json benchmarks/results/tp_probe_s0.json
+    python benchmarks/tp_probe.py --merge s0.json s1.json s2.json   # the seeds side by side
+
+``--merge`` tests the chaos hypothesis across seeds: if TensorFlow's training were one more sample
+of the chaos, the three models of a seed would be exchangeable and ``tf`` the lowest of the three
+with probability 1/3 at each seed; it prints how often it is, and the binomial tail of that count.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import json
+import math
 import os
 import statistics
 import sys
@@ -41,7 +48,7 @@ RUNS = ("tf", "torch", "torch_perturbed")
 
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--models", required=True, help="the folder tp_lockstep.py --save wrote ({run}_s{seed}.pt)")
+    p.add_argument("--models", help="the folder tp_lockstep.py --save wrote ({run}_s{seed}.pt)")
     p.add_argument("--seed", type=int, default=0, help="which seed's models; also the fine-tuning batch order")
     p.add_argument("--runs", nargs="+", default=list(RUNS), choices=RUNS)
     p.add_argument("--criteria", nargs="+", default=["random", "l1"], choices=("random", "l1", "l2", "fpgm"))
@@ -59,11 +66,18 @@ def parse(argv):
     p.add_argument("--torch-onednn", default="dense", choices=("dense", "on", "off"),
                    help="as tp_compare's flag; only pruned models are trained here, so 'dense' means off")
     p.add_argument("--json", default=None)
-    return p.parse_args(argv)
+    p.add_argument("--merge", nargs="+", metavar="JSON", help="print the seeds of these JSON files side by side")
+    args = p.parse_args(argv)
+    if not args.merge and not args.models:
+        p.error("--models is required (or --merge JSON ...)")
+    return args
 
 
 def main(argv=None) -> int:
     args = parse(argv)
+    if args.merge:
+        print(merge([json.load(open(p)) for p in args.merge]))
+        return 0
     import torch
 
     from _torch_resnet import CifarResNet, accuracy, recalibrate_bn
@@ -135,6 +149,44 @@ def table(rows, args) -> str:
                 diffs.append(f"{statistics.fmean(d):+.2f} ± {statistics.stdev(d) if len(d) > 1 else 0:.2f}")
             lines.append(f"| {target:.0%} | {crit} | " + " | ".join(cells) + " | " + " | ".join(diffs) + " |")
     return "\n".join(lines)
+
+
+def merge(results) -> str:
+    """Per seed: each run's mean over draws, the differences to ``torch`` and to the two PyTorch runs' mean,
+    and whether ``tf`` is the lowest of the three; then the mean ± std over seeds and the binomial tail."""
+    keys = ("target", "criterion")
+    runs = ("tf", "torch", "torch_perturbed")
+    cells = sorted({tuple(r[k] for k in keys) for res in results for r in res["rows"]})
+    lines = []
+    for cell in cells:
+        lines += [f"{cell[0]:.0%} MACs removed, {cell[1]}: test accuracy (%) after fine-tuning, mean over draws "
+                  "per seed; differences in points", "",
+                  "| seed | draws | tf | torch | torch_perturbed | tf − torch | torch_perturbed − torch "
+                  "| tf − PyTorch mean | tf lowest |", "|---|---|---|---|---|---|---|---|---|"]
+        cols = {k: [] for k in ("tf", "torch", "torch_perturbed", "d_tf", "d_ctl", "d_mean")}
+        lowest = 0
+        for res in sorted(results, key=lambda r: r["args"]["seed"]):
+            rows = [r for r in res["rows"] if tuple(r[k] for k in keys) == cell]
+            if not rows:
+                continue
+            m = {run: 100 * statistics.fmean(r["accuracy_finetuned"] for r in rows if r["run"] == run) for run in runs}
+            low = m["tf"] < min(m["torch"], m["torch_perturbed"])
+            lowest += low
+            vals = (m["tf"], m["torch"], m["torch_perturbed"], m["tf"] - m["torch"],
+                    m["torch_perturbed"] - m["torch"], m["tf"] - (m["torch"] + m["torch_perturbed"]) / 2)
+            for k, v in zip(cols, vals):
+                cols[k].append(v)
+            lines.append(f"| {res['args']['seed']} | {len(rows) // len(runs)} | " + " | ".join(f"{v:.2f}" for v in vals[:3])
+                         + " | " + " | ".join(f"{v:+.2f}" for v in vals[3:]) + f" | {'yes' if low else 'no'} |")
+        n = len(cols["tf"])
+        sd = (lambda v: statistics.stdev(v) if len(v) > 1 else 0.0)
+        lines.append(f"| mean ± std | | " + " | ".join(f"{statistics.fmean(v):.2f} ± {sd(v):.2f}" for v in list(cols.values())[:3])
+                     + " | " + " | ".join(f"{statistics.fmean(v):+.2f} ± {sd(v):.2f}" for v in list(cols.values())[3:])
+                     + f" | {lowest} of {n} |")
+        tail = sum(math.comb(n, j) * (1 / 3) ** j * (2 / 3) ** (n - j) for j in range(lowest, n + 1))
+        lines += ["", f"tf the lowest of the three at {lowest} of {n} seeds; if the three were exchangeable "
+                  f"(P = 1/3 per seed), P(≥ {lowest} of {n}) = {tail:.3f}", ""]
+    return "\n".join(lines).rstrip()
 
 
 if __name__ == "__main__":
