@@ -440,12 +440,14 @@ def run_seed(seed: int, args, data, out: dict, save) -> dict:
 def table(results) -> str:
     """Markdown: one row per (target, criterion), mean ± std over seeds, and the paired gap."""
     seeds = results["seeds"]
-    lines = ["| target | criterion | MACs removed (kprune / TP count) | kprune pruned / BN / fine-tuned | "
+    lines = ["| target | criterion | seeds | MACs removed (kprune / TP count) | kprune pruned / BN / fine-tuned | "
              "Torch-Pruning pruned / BN / fine-tuned | kprune − TP fine-tuned |",
-             "|---|---|---|---|---|---|"]
+             "|---|---|---|---|---|---|---|"]
     keys = ("accuracy_pruned", "accuracy_bn", "accuracy_finetuned")
-    for target in results["args"]["targets"]:
-        for crit in results["args"]["criteria"]:
+    targets = sorted({r["target"] for s in seeds for r in s["runs"]})
+    criteria = [c for c in CRITERIA if any(r["criterion"] == c for s in seeds for r in s["runs"])]
+    for target in targets:
+        for crit in criteria:
             rows = [r for s in seeds for r in s["runs"] if r["target"] == target and r["criterion"] == crit]
             if not rows:
                 continue
@@ -457,7 +459,7 @@ def table(results) -> str:
             macs = f"{statistics.fmean(r['kprune']['macs_removed'] for r in rows):.3f}"
             if has_t:
                 macs += f" / {statistics.fmean(r['torch']['macs_removed'] for r in rows):.3f}"
-            lines.append(f"| {target:.0%} | {crit} | {macs} "
+            lines.append(f"| {target:.0%} | {crit} | {len(rows)} | {macs} "
                          f"| {k} | {tcol} | {gap} |")
     dense = " / ".join(f"{fw} {mean_std_pct(s[fw]['accuracy'] for s in seeds)} "
                        f"({statistics.fmean(t for s in seeds for t in s[fw]['epoch_seconds']):.1f} s/epoch)"
@@ -508,7 +510,9 @@ def parse(argv):
     p.add_argument("--json", default="benchmarks/results/tp_compare.json")
     p.add_argument("--merge", nargs="+", metavar="JSON",
                    help="print the table of these result files together (their seeds pooled) and exit; "
-                        "they must share every setting but --seeds, --threads and --json")
+                        "they must share every protocol setting (all but --seeds, --threads, --json and the "
+                        "selection --criteria, --targets, --frameworks, --torch-from); each cell is pooled over "
+                        "the seeds that ran it")
     args = p.parse_args(argv)
     if args.torch_from and "torch" in args.frameworks:
         p.error("--torch-from replaces Torch-Pruning's run: give it with --frameworks kprune")
@@ -521,7 +525,7 @@ def merge(paths) -> dict:
     """The results of several runs (e.g. one seed each, run side by side) as one: seeds pooled."""
     import json
     runs = [json.load(open(path)) for path in paths]
-    free = ("seeds", "threads", "json", "merge")
+    free = ("seeds", "threads", "json", "merge", "criteria", "targets", "frameworks", "torch_from")
     first = {k: v for k, v in runs[0]["args"].items() if k not in free}
     for path, run in zip(paths, runs):
         other = {k: v for k, v in run["args"].items() if k not in free}

@@ -179,10 +179,9 @@ def merge(results) -> str:
             lines.append(f"| {res['args']['seed']} | {len(rows) // len(runs)} | " + " | ".join(f"{v:.2f}" for v in vals[:3])
                          + " | " + " | ".join(f"{v:+.2f}" for v in vals[3:]) + f" | {'yes' if low else 'no'} |")
         n = len(cols["tf"])
-        sd = (lambda v: statistics.stdev(v) if len(v) > 1 else 0.0)
-        lines.append(f"| mean ± std | | " + " | ".join(f"{statistics.fmean(v):.2f} ± {sd(v):.2f}" for v in list(cols.values())[:3])
-                     + " | " + " | ".join(f"{statistics.fmean(v):+.2f} ± {sd(v):.2f}" for v in list(cols.values())[3:])
-                     + f" | {lowest} of {n} |")
+        spread = [(statistics.fmean(v), statistics.stdev(v) if n > 1 else 0.0) for v in cols.values()]
+        lines.append("| mean ± std | | " + " | ".join(f"{m:.2f} ± {s:.2f}" for m, s in spread[:3])
+                     + " | " + " | ".join(f"{m:+.2f} ± {s:.2f}" for m, s in spread[3:]) + f" | {lowest} of {n} |")
         tail = sum(math.comb(n, j) * (1 / 3) ** j * (2 / 3) ** (n - j) for j in range(lowest, n + 1))
         lines += ["", f"tf the lowest of the three at {lowest} of {n} seeds; if the three were exchangeable "
                   f"(P = 1/3 per seed), P(≥ {lowest} of {n}) = {tail:.3f}", ""]
