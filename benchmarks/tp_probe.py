@@ -155,7 +155,6 @@ def merge(results) -> str:
     """Per seed: each run's mean over draws, the differences to ``torch`` and to the two PyTorch runs' mean,
     and whether ``tf`` is the lowest of the three; then the mean ± std over seeds and the binomial tail."""
     keys = ("target", "criterion")
-    runs = ("tf", "torch", "torch_perturbed")
     cells = sorted({tuple(r[k] for k in keys) for res in results for r in res["rows"]})
     lines = []
     for cell in cells:
@@ -169,14 +168,14 @@ def merge(results) -> str:
             rows = [r for r in res["rows"] if tuple(r[k] for k in keys) == cell]
             if not rows:
                 continue
-            m = {run: 100 * statistics.fmean(r["accuracy_finetuned"] for r in rows if r["run"] == run) for run in runs}
+            m = {run: 100 * statistics.fmean(r["accuracy_finetuned"] for r in rows if r["run"] == run) for run in RUNS}
             low = m["tf"] < min(m["torch"], m["torch_perturbed"])
             lowest += low
             vals = (m["tf"], m["torch"], m["torch_perturbed"], m["tf"] - m["torch"],
                     m["torch_perturbed"] - m["torch"], m["tf"] - (m["torch"] + m["torch_perturbed"]) / 2)
             for k, v in zip(cols, vals):
                 cols[k].append(v)
-            lines.append(f"| {res['args']['seed']} | {len(rows) // len(runs)} | " + " | ".join(f"{v:.2f}" for v in vals[:3])
+            lines.append(f"| {res['args']['seed']} | {len(rows) // len(RUNS)} | " + " | ".join(f"{v:.2f}" for v in vals[:3])
                          + " | " + " | ".join(f"{v:+.2f}" for v in vals[3:]) + f" | {'yes' if low else 'no'} |")
         n = len(cols["tf"])
         spread = [(statistics.fmean(v), statistics.stdev(v) if n > 1 else 0.0) for v in cols.values()]
