@@ -54,12 +54,26 @@ DATA_CRITERIA = ("apoz", "mean_activation", "taylor_fo")
 
 
 def host() -> dict:
-    """Machine description: CPU model, core count, versions and the current load average."""
+    """Machine description: CPU model, core count, versions, the Keras backend with its devices,
+    and the current load average. Imports only the backend's framework (TensorFlow may be absent)."""
     import keras
-    import tensorflow as tf
-    return {"cpu": cpu_model(), "nproc": os.cpu_count(), "python": platform.python_version(),
-            "tensorflow": tf.__version__, "keras": keras.__version__,
-            "uptime": subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()}
+    backend = keras.backend.backend()
+    out = {"cpu": cpu_model(), "nproc": os.cpu_count(), "python": platform.python_version(),
+           "keras": keras.__version__, "backend": backend}
+    if backend == "tensorflow":
+        import tensorflow as tf
+        out["tensorflow"] = tf.__version__
+    elif backend == "jax":
+        import jax
+        out["jax"] = jax.__version__
+        out["devices"] = [str(d.device_kind) for d in jax.devices()]
+    elif backend == "torch":
+        import torch
+        out["torch"] = torch.__version__
+        if torch.cuda.is_available():
+            out["devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    out["uptime"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    return out
 
 
 def recipe(criterion: str, sparsity: float, seed: int, calib_batches: int) -> dict:
@@ -108,12 +122,15 @@ def steps_of(take: int, batch_size: int, epochs: int) -> int:
 
 
 def compile_sgd(model, lr, steps=None):
+    """SGD (momentum 0.9, optional cosine decay over ``steps``) with cross-entropy on logits. The
+    step is XLA-compiled on JAX (Keras' default there; eager JAX is too slow to train) and not on
+    TensorFlow or PyTorch (the CPU runs in BENCHMARKS.md)."""
     import keras
     if steps:
         lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps)
     model.compile(keras.optimizers.SGD(lr, momentum=0.9),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"], jit_compile=False)
+                  metrics=["accuracy"], jit_compile=keras.backend.backend() == "jax")
     return model
 
 
@@ -263,7 +280,17 @@ def merge(args, render=None) -> int:
     results = dict(parts[0], seeds=[s for p in parts for s in p["seeds"]],
                    machine=[p["machine"] for p in parts], uptime_after=[p.get("uptime_after") for p in parts],
                    wall_seconds=[p.get("wall_seconds") for p in parts], merged_from=list(args.merge))
-    results["settings"]["seeds"] = sorted(s["seed"] for s in results["seeds"])
+    # parts may split the levels (jax_sweep.sh runs one process per seed and level): the
+    # merged settings hold the union, in order, so that every part's rows are tabled
+    settings = results["settings"] = dict(parts[0]["settings"])
+    for key in ("levels", "criteria"):
+        if key in settings:
+            settings[key] = list(dict.fromkeys(v for p in parts for v in p["settings"][key]))
+    if "levels" in settings:
+        settings["levels"] = sorted(settings["levels"])
+    if "uniform_sparsity" in settings:
+        settings["uniform_sparsity"] = {k: v for p in parts for k, v in p["settings"]["uniform_sparsity"].items()}
+    settings["seeds"] = sorted({s["seed"] for s in results["seeds"]})
     from kprune.io import atomic_write_json
     atomic_write_json(args.json, results)
     print((render or tables)(results))
