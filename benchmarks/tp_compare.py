@@ -13,7 +13,9 @@ Protocol, the same for both frameworks, each training its own model from its own
    by cosine to 0, coupled L2 weight decay ``--weight-decay`` on every parameter, batch
    ``--batch-size``. kprune's side runs PyTorch's SGD update rule in a TensorFlow loop
    (``buf = m·buf + g + wd·w``; ``w -= lr·(g + wd·w + m·buf)``), so the optimisers match
-   step for step; both frameworks see the same batch order (a NumPy permutation per epoch).
+   step for step (with ``KERAS_BACKEND=jax`` the same update is one jitted stateless JAX
+   step; ``--merge`` refuses to pool runs of different backends); both frameworks see the
+   same batch order (a NumPy permutation per epoch).
 3. For each ``--targets`` fraction of MACs removed, a uniform per-layer pruning ratio r is
    bisected with Torch-Pruning (``BasePruner`` local pruning, ``pruning_ratio=r``, the
    classifier ignored) until the MACs removed are closest to the target; Torch-Pruning keeps
@@ -110,7 +112,15 @@ def cosine(lr: float, step: int, total: int) -> float:
 # -- kprune side -----------------------------------------------------------------------------
 
 def keras_trainer(model, momentum: float, nesterov: bool, weight_decay: float):
-    """A ``tf.function`` (x, y, lr) -> loss doing one step of PyTorch's SGD on ``model``."""
+    """A callable ``step(x, y, lr) -> loss`` doing one step of PyTorch's SGD on ``model`` with
+    Keras' backend: a ``tf.function`` on TensorFlow, a jitted stateless step on JAX (its
+    ``sync()`` writes the values back into ``model``'s variables; call it before reading them).
+    Feed it through :func:`feed`."""
+    import keras
+    if keras.backend.backend() == "jax":
+        return _JaxSGD(model, momentum, nesterov, weight_decay)
+    if keras.backend.backend() != "tensorflow":
+        raise SystemExit(f"tp_compare's kprune side runs on TensorFlow or JAX, not {keras.backend.backend()!r}")
     import tensorflow as tf
     variables = list(model.trainable_variables)
     bufs = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False) for v in variables]
@@ -128,7 +138,61 @@ def keras_trainer(model, momentum: float, nesterov: bool, weight_decay: float):
             v.assign_sub(lr * (g + momentum * b if nesterov else b))
         return loss
 
+    step.sync = lambda: None
     return step
+
+
+class _JaxSGD:
+    """PyTorch's SGD (momentum buffer ``b = m·b + g``, coupled weight decay, Nesterov
+    ``g + m·b``) on a Keras model under JAX: one ``jax.jit`` of ``stateless_call`` + the update,
+    the state (weights, BatchNorm statistics, buffers) kept as arrays between steps."""
+
+    def __init__(self, model, momentum: float, nesterov: bool, weight_decay: float):
+        import jax
+        import keras
+
+        self.model = model
+        self.tv = [v.value for v in model.trainable_variables]
+        self.ntv = [v.value for v in model.non_trainable_variables]
+        self.bufs = [jax.numpy.zeros_like(v) for v in self.tv]
+
+        def loss_fn(tv, ntv, x, y):
+            logits, ntv = model.stateless_call(tv, ntv, x, training=True)
+            loss = keras.ops.mean(keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
+            return loss, ntv
+
+        def step(tv, ntv, bufs, x, y, lr):
+            (loss, ntv), grads = jax.value_and_grad(loss_fn, has_aux=True)(tv, ntv, x, y)
+            new_tv, new_bufs = [], []
+            for g, v, b in zip(grads, tv, bufs):
+                if weight_decay:
+                    g = g + weight_decay * v
+                b = momentum * b + g
+                new_tv.append(v - lr * (g + momentum * b if nesterov else b))
+                new_bufs.append(b)
+            return loss, new_tv, ntv, new_bufs
+
+        self._step = jax.jit(step)
+
+    def __call__(self, x, y, lr):
+        loss, self.tv, self.ntv, self.bufs = self._step(self.tv, self.ntv, self.bufs, x, y, lr)
+        return loss
+
+    def sync(self) -> None:
+        for v, a in zip(self.model.trainable_variables, self.tv):
+            v.assign(a)
+        for v, a in zip(self.model.non_trainable_variables, self.ntv):
+            v.assign(a)
+
+
+def feed(x, y, lr):
+    """One step's inputs for :func:`keras_trainer`'s step: constants on TensorFlow (one trace for
+    every learning rate), NumPy arrays and a float32 scalar on JAX (traced, not static)."""
+    import keras
+    if keras.backend.backend() == "tensorflow":
+        import tensorflow as tf
+        return tf.constant(x), tf.constant(y), tf.constant(lr, tf.float32)
+    return x, y, np.float32(lr)
 
 
 def check_trainer() -> float:
@@ -136,7 +200,6 @@ def check_trainer() -> float:
     update, in NumPy) on a small Dense model: three steps, Nesterov and plain momentum, with
     weight decay. Returns the largest absolute difference."""
     import keras
-    import tensorflow as tf
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(8, 5)).astype("float32"), rng.integers(0, 3, 8)
     worst = 0.0
@@ -155,24 +218,26 @@ def check_trainer() -> float:
                 g = g + 5e-4 * w[i]
                 buf[i] = 0.9 * buf[i] + g
                 w[i] = w[i] - lr * (g + 0.9 * buf[i] if nesterov else buf[i])
-            step(tf.constant(x), tf.constant(y), tf.constant(lr, tf.float32))
+            step(*feed(x, y, lr))
+        step.sync()
         worst = max(worst, max(float(np.abs(a - b).max()) for a, b in zip(model.get_weights(), w)))
-    assert worst < 1e-5, f"the TensorFlow loop does not take PyTorch's SGD steps (max difference {worst})"
+    assert worst < 1e-5, f"the Keras loop does not take PyTorch's SGD steps (max difference {worst})"
     return worst
 
 
 def keras_train(model, x, y, args, seed, phase, epochs, lr, nesterov, weight_decay) -> list:
     """Train ``model`` in place; returns the seconds of each epoch."""
-    import tensorflow as tf
     step = keras_trainer(model, 0.9, nesterov, weight_decay)
     total = epochs * -(-len(x) // args.batch_size)
     t, seconds = 0, []
     for epoch in range(epochs):
         start = time.perf_counter()
         for idx in batch_order(len(x), args.batch_size, seed, phase, epoch):
-            step(tf.constant(x[idx]), tf.constant(y[idx]), tf.constant(cosine(lr, t, total), tf.float32))
+            loss = step(*feed(x[idx], y[idx], cosine(lr, t, total)))
             t += 1
+        float(loss)  # JAX dispatches asynchronously: the epoch ends when its last step has
         seconds.append(time.perf_counter() - start)
+    step.sync()
     return seconds
 
 
@@ -532,6 +597,9 @@ def merge(paths) -> dict:
         if other != first:
             diff = sorted(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
             raise SystemExit(f"--merge: {path} differs from {paths[0]} in {', '.join(diff)}")
+    backends = {path: run.get("host", {}).get("backend", "tensorflow") for path, run in zip(paths, runs)}
+    if len(set(backends.values())) > 1:  # runs before the JAX step recorded no backend: TensorFlow's
+        raise SystemExit(f"--merge: kprune's side ran on different Keras backends: {backends}")
     seeds = sorted((s for run in runs for s in run["seeds"]), key=lambda s: s["seed"])
     if len({s["seed"] for s in seeds}) != len(seeds):
         raise SystemExit(f"--merge: a seed appears twice in {', '.join(paths)}")
@@ -545,13 +613,15 @@ def main(argv=None) -> int:
         return 0
 
     import keras
-    import tensorflow as tf
 
     from criteria_sweep import host
 
     from kprune.io import atomic_write_json
 
-    if args.threads:
+    on_tf = keras.backend.backend() == "tensorflow"
+    if on_tf:
+        import tensorflow as tf
+    if on_tf and args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     print(f"kprune's training loop takes PyTorch's SGD steps (max weight difference {check_trainer():.1e})", flush=True)
@@ -559,11 +629,11 @@ def main(argv=None) -> int:
     xte, yte = load_arrays("test", args.test_images)
     info = host()
     info.update(torch=importlib.metadata.version("torch"), torch_pruning=importlib.metadata.version("torch-pruning"),
-                tf_intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads(),
+                tf_intra_op_threads=tf.config.threading.get_intra_op_parallelism_threads() if on_tf else None,
                 tf_enable_onednn_opts=os.environ.get("TF_ENABLE_ONEDNN_OPTS"))
     results = {"benchmark": "tp_compare", "args": vars(args), "host": info, "seeds": []}
     load_before = os.getloadavg()
-    print(f"keras {keras.__version__}, torch {info['torch']}, torch-pruning {info['torch_pruning']}, "
+    print(f"keras {keras.__version__} ({keras.backend.backend()}), torch {info['torch']}, torch-pruning {info['torch_pruning']}, "
           f"{len(xtr)} train / {len(xte)} test images, {info['cpu']} x{info['nproc']}", flush=True)
     start = time.perf_counter()
     for seed in args.seeds:
