@@ -277,6 +277,15 @@ def merge(args, render=None) -> int:
     for path in args.merge:
         with open(path) as f:
             parts.append(json.load(f))
+    free = ("seeds", "levels", "criteria", "uniform_sparsity")  # what parts of one sweep may split
+    first = {k: v for k, v in parts[0]["settings"].items() if k not in free}
+    for path, part in zip(args.merge, parts):
+        other = {k: v for k, v in part["settings"].items() if k not in free}
+        backend = part["machine"].get("backend", "tensorflow")  # runs before 2026-12-07 recorded none
+        if other != first or backend != parts[0]["machine"].get("backend", "tensorflow"):
+            diff = sorted(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
+            raise SystemExit(f"--merge: {path} differs from {args.merge[0]} in "
+                             f"{', '.join(diff) or 'the Keras backend'}")
     results = dict(parts[0], seeds=[s for p in parts for s in p["seeds"]],
                    machine=[p["machine"] for p in parts], uptime_after=[p.get("uptime_after") for p in parts],
                    wall_seconds=[p.get("wall_seconds") for p in parts], merged_from=list(args.merge))

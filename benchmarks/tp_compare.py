@@ -235,7 +235,7 @@ def keras_train(model, x, y, args, seed, phase, epochs, lr, nesterov, weight_dec
         for idx in batch_order(len(x), args.batch_size, seed, phase, epoch):
             loss = step(*feed(x[idx], y[idx], cosine(lr, t, total)))
             t += 1
-        float(loss)  # JAX dispatches asynchronously: the epoch ends when its last step has
+        float(loss)  # JAX dispatches asynchronously: time the epoch to its last step's end
         seconds.append(time.perf_counter() - start)
     step.sync()
     return seconds
