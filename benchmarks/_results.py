@@ -19,6 +19,36 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def backend_versions() -> dict:
+    """The version of the framework under Keras' backend (``{"jax": ...}``, ``{"torch": ...}`` or
+    ``{"tensorflow": ...}``), importing only that one (TensorFlow may be absent)."""
+    import keras
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+        return {"jax": jax.__version__}
+    if backend == "torch":
+        import torch
+        return {"torch": torch.__version__}
+    import tensorflow as tf
+    return {"tensorflow": tf.__version__}
+
+
+def check_mergeable(paths, settings, backends, free=()) -> None:
+    """Refuses (``SystemExit``) to pool result files whose ``settings`` differ in a key outside
+    ``free`` or whose kprune side ran on another Keras backend; the message names the file and
+    the keys."""
+    first = {k: v for k, v in settings[0].items() if k not in free}
+    for path, these, backend in zip(paths, settings, backends):
+        other = {k: v for k, v in these.items() if k not in free}
+        if other != first:
+            diff = sorted(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
+            raise SystemExit(f"--merge: {path} differs from {paths[0]} in {', '.join(diff)}")
+        if backend != backends[0]:
+            raise SystemExit(f"--merge: {path} differs from {paths[0]} in the Keras backend ({backend} vs "
+                             f"{backends[0]}): runs on different Keras backends are not pooled")
+
+
 def mean_std_pct(values) -> str:
     """``"mean ± std"`` of fractions, in percent with two decimals (std 0 for one value)."""
     values = list(values)

@@ -134,17 +134,8 @@ def worker(args) -> dict:
             per_round[variant].append(timer.seconds[1:])
             if variant != "plain":
                 reached[variant] = round(float(kprune.sparsity(model)["total"]), 4)
-    versions = {}
-    if keras.backend.backend() == "jax":
-        import jax
-        versions["jax"] = jax.__version__
-    elif keras.backend.backend() == "torch":
-        import torch
-        versions["torch"] = torch.__version__
-    else:
-        import tensorflow as tf
-        versions["tensorflow"] = tf.__version__
-    return {"backend": keras.backend.backend(), "keras": keras.__version__, **versions,
+    from _results import backend_versions
+    return {"backend": keras.backend.backend(), "keras": keras.__version__, **backend_versions(),
             "jit_compile": model.jit_compile, "seconds_per_epoch": times, "per_round": per_round, "sparsity_reached": reached,
             "tensorflow_imported": "tensorflow" in sys.modules}
 

@@ -45,7 +45,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # benchmarks/: also when imported by a test
-from _results import cpu_model, mean_std_pct  # noqa: E402
+from _results import backend_versions, check_mergeable, cpu_model, mean_std_pct  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -54,24 +54,14 @@ DATA_CRITERIA = ("apoz", "mean_activation", "taylor_fo")
 
 
 def host() -> dict:
-    """Machine description: CPU model, core count, versions, the Keras backend with its devices,
-    and the current load average. Imports only the backend's framework (TensorFlow may be absent)."""
+    """Machine description: CPU model, core count, versions, the Keras backend (with JAX, its
+    devices) and the current load average. Imports only the backend's framework."""
     import keras
-    backend = keras.backend.backend()
     out = {"cpu": cpu_model(), "nproc": os.cpu_count(), "python": platform.python_version(),
-           "keras": keras.__version__, "backend": backend}
-    if backend == "tensorflow":
-        import tensorflow as tf
-        out["tensorflow"] = tf.__version__
-    elif backend == "jax":
+           "keras": keras.__version__, "backend": keras.backend.backend(), **backend_versions()}
+    if out["backend"] == "jax":
         import jax
-        out["jax"] = jax.__version__
         out["devices"] = [str(d.device_kind) for d in jax.devices()]
-    elif backend == "torch":
-        import torch
-        out["torch"] = torch.__version__
-        if torch.cuda.is_available():
-            out["devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     out["uptime"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     return out
 
@@ -277,27 +267,18 @@ def merge(args, render=None) -> int:
     for path in args.merge:
         with open(path) as f:
             parts.append(json.load(f))
-    free = ("seeds", "levels", "criteria", "uniform_sparsity")  # what parts of one sweep may split
-    first = {k: v for k, v in parts[0]["settings"].items() if k not in free}
-    for path, part in zip(args.merge, parts):
-        other = {k: v for k, v in part["settings"].items() if k not in free}
-        backend = part["machine"].get("backend", "tensorflow")  # runs before 2026-12-07 recorded none
-        if other != first or backend != parts[0]["machine"].get("backend", "tensorflow"):
-            diff = sorted(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
-            raise SystemExit(f"--merge: {path} differs from {args.merge[0]} in "
-                             f"{', '.join(diff) or 'the Keras backend'}")
+    # parts of one sweep may split its seeds and levels (jax_sweep.sh: one process per seed and level)
+    check_mergeable(args.merge, [p["settings"] for p in parts],
+                    [p["machine"].get("backend", "tensorflow") for p in parts],  # none recorded before 2026-12-07
+                    free=("seeds", "levels", "criteria", "uniform_sparsity"))
     results = dict(parts[0], seeds=[s for p in parts for s in p["seeds"]],
                    machine=[p["machine"] for p in parts], uptime_after=[p.get("uptime_after") for p in parts],
                    wall_seconds=[p.get("wall_seconds") for p in parts], merged_from=list(args.merge))
-    # parts may split the levels (jax_sweep.sh runs one process per seed and level): the
-    # merged settings hold the union, in order, so that every part's rows are tabled
+    # the merged settings hold the union, so that every part's rows are tabled
     settings = results["settings"] = dict(parts[0]["settings"])
-    for key in ("levels", "criteria"):
-        if key in settings:
-            settings[key] = list(dict.fromkeys(v for p in parts for v in p["settings"][key]))
-    if "levels" in settings:
-        settings["levels"] = sorted(settings["levels"])
-    if "uniform_sparsity" in settings:
+    settings["levels"] = sorted({v for p in parts for v in p["settings"]["levels"]})
+    if "criteria" in settings:  # criteria_sweep's; distill_sweep, which merges here too, has one criterion
+        settings["criteria"] = list(dict.fromkeys(v for p in parts for v in p["settings"]["criteria"]))
         settings["uniform_sparsity"] = {k: v for p in parts for k, v in p["settings"]["uniform_sparsity"].items()}
     settings["seeds"] = sorted({s["seed"] for s in results["seeds"]})
     from kprune.io import atomic_write_json

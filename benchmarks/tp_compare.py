@@ -77,7 +77,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
 import numpy as np  # noqa: E402
 
-from _results import mean_std_pct, write_json  # noqa: E402
+from _results import check_mergeable, mean_std_pct, write_json  # noqa: E402
 
 CRITERIA = {"l1": "l1", "l2": "l2", "fpgm": "fpgm", "taylor": "taylor_fo", "random": "random"}
 VARIANTS = {"fixed": ("INIT", "symmetric"), "old": ("keras", "same"), "pad": ("keras", "symmetric"),
@@ -112,10 +112,10 @@ def cosine(lr: float, step: int, total: int) -> float:
 # -- kprune side -----------------------------------------------------------------------------
 
 def keras_trainer(model, momentum: float, nesterov: bool, weight_decay: float):
-    """A callable ``step(x, y, lr) -> loss`` doing one step of PyTorch's SGD on ``model`` with
-    Keras' backend: a ``tf.function`` on TensorFlow, a jitted stateless step on JAX (its
-    ``sync()`` writes the values back into ``model``'s variables; call it before reading them).
-    Feed it through :func:`feed`."""
+    """A callable ``step(x, y, lr) -> loss`` (NumPy batches, a float learning rate) doing one step
+    of PyTorch's SGD on ``model`` with Keras' backend: a ``tf.function`` on TensorFlow, a jitted
+    stateless step on JAX; ``step.sync()`` writes JAX's values back into ``model``'s variables
+    (call it before reading them; nothing to do on TensorFlow)."""
     import keras
     if keras.backend.backend() == "jax":
         return _JaxSGD(model, momentum, nesterov, weight_decay)
@@ -126,7 +126,7 @@ def keras_trainer(model, momentum: float, nesterov: bool, weight_decay: float):
     bufs = [tf.Variable(tf.zeros(v.shape, v.dtype), trainable=False) for v in variables]
 
     @tf.function(jit_compile=False, reduce_retracing=True)
-    def step(x, y, lr):
+    def tf_step(x, y, lr):
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
             loss = tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True))
@@ -137,6 +137,9 @@ def keras_trainer(model, momentum: float, nesterov: bool, weight_decay: float):
             b.assign(momentum * b + g)
             v.assign_sub(lr * (g + momentum * b if nesterov else b))
         return loss
+
+    def step(x, y, lr):  # tensors in, so that every learning rate shares one trace
+        return tf_step(tf.constant(x), tf.constant(y), tf.constant(lr, tf.float32))
 
     step.sync = lambda: None
     return step
@@ -175,7 +178,7 @@ class _JaxSGD:
         self._step = jax.jit(step)
 
     def __call__(self, x, y, lr):
-        loss, self.tv, self.ntv, self.bufs = self._step(self.tv, self.ntv, self.bufs, x, y, lr)
+        loss, self.tv, self.ntv, self.bufs = self._step(self.tv, self.ntv, self.bufs, x, y, np.float32(lr))
         return loss
 
     def sync(self) -> None:
@@ -183,16 +186,6 @@ class _JaxSGD:
             v.assign(a)
         for v, a in zip(self.model.non_trainable_variables, self.ntv):
             v.assign(a)
-
-
-def feed(x, y, lr):
-    """One step's inputs for :func:`keras_trainer`'s step: constants on TensorFlow (one trace for
-    every learning rate), NumPy arrays and a float32 scalar on JAX (traced, not static)."""
-    import keras
-    if keras.backend.backend() == "tensorflow":
-        import tensorflow as tf
-        return tf.constant(x), tf.constant(y), tf.constant(lr, tf.float32)
-    return x, y, np.float32(lr)
 
 
 def check_trainer() -> float:
@@ -218,7 +211,7 @@ def check_trainer() -> float:
                 g = g + 5e-4 * w[i]
                 buf[i] = 0.9 * buf[i] + g
                 w[i] = w[i] - lr * (g + 0.9 * buf[i] if nesterov else buf[i])
-            step(*feed(x, y, lr))
+            step(x, y, lr)
         step.sync()
         worst = max(worst, max(float(np.abs(a - b).max()) for a, b in zip(model.get_weights(), w)))
     assert worst < 1e-5, f"the Keras loop does not take PyTorch's SGD steps (max difference {worst})"
@@ -233,7 +226,7 @@ def keras_train(model, x, y, args, seed, phase, epochs, lr, nesterov, weight_dec
     for epoch in range(epochs):
         start = time.perf_counter()
         for idx in batch_order(len(x), args.batch_size, seed, phase, epoch):
-            loss = step(*feed(x[idx], y[idx], cosine(lr, t, total)))
+            loss = step(x[idx], y[idx], cosine(lr, t, total))
             t += 1
         float(loss)  # JAX dispatches asynchronously: time the epoch to its last step's end
         seconds.append(time.perf_counter() - start)
@@ -590,16 +583,9 @@ def merge(paths) -> dict:
     """The results of several runs (e.g. one seed each, run side by side) as one: seeds pooled."""
     import json
     runs = [json.load(open(path)) for path in paths]
-    free = ("seeds", "threads", "json", "merge", "criteria", "targets", "frameworks", "torch_from")
-    first = {k: v for k, v in runs[0]["args"].items() if k not in free}
-    for path, run in zip(paths, runs):
-        other = {k: v for k, v in run["args"].items() if k not in free}
-        if other != first:
-            diff = sorted(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
-            raise SystemExit(f"--merge: {path} differs from {paths[0]} in {', '.join(diff)}")
-    backends = {path: run.get("host", {}).get("backend", "tensorflow") for path, run in zip(paths, runs)}
-    if len(set(backends.values())) > 1:  # runs before the JAX step recorded no backend: TensorFlow's
-        raise SystemExit(f"--merge: kprune's side ran on different Keras backends: {backends}")
+    check_mergeable(paths, [run["args"] for run in runs],
+                    [run.get("host", {}).get("backend", "tensorflow") for run in runs],  # none before the JAX step
+                    free=("seeds", "threads", "json", "merge", "criteria", "targets", "frameworks", "torch_from"))
     seeds = sorted((s for run in runs for s in run["seeds"]), key=lambda s: s["seed"])
     if len({s["seed"] for s in seeds}) != len(seeds):
         raise SystemExit(f"--merge: a seed appears twice in {', '.join(paths)}")

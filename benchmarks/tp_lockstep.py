@@ -150,7 +150,7 @@ def main(argv=None) -> int:
     for epoch in range(args.epochs):
         for idx in tc.batch_order(len(xtr), args.batch_size, args.seed, "train", epoch):
             lr = tc.cosine(args.lr, t, total)
-            kstep(tf.constant(xtr[idx]), tf.constant(ytr[idx]), tf.constant(lr, tf.float32))
+            kstep(xtr[idx], ytr[idx], lr)
             for k, opt in opts.items():
                 for group in opt.param_groups:
                     group["lr"] = lr
