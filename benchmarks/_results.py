@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import statistics
@@ -54,6 +55,27 @@ def mean_std_pct(values) -> str:
     values = list(values)
     std = statistics.stdev(values) if len(values) > 1 else 0.0
     return f"{100 * statistics.fmean(values):.2f} ± {100 * std:.2f}"
+
+
+def paired(diffs, labels=None) -> str:
+    """``"mean ± std (standard error, 95 % t-interval; k of n > 0); per seed: ..."`` of paired
+    differences already in points; ``labels`` (e.g. the seeds) name the per-seed values."""
+    diffs = list(diffs)
+    mean = statistics.fmean(diffs)
+    std = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+    text = f"{mean:+.2f} ± {std:.2f}"
+    if len(diffs) > 2:
+        se = std / math.sqrt(len(diffs))
+        text += f" (standard error {se:.2f}"
+        try:
+            from scipy import stats
+            half = stats.t.ppf(0.975, len(diffs) - 1) * se
+            text += f"; 95 % t-interval [{mean - half:+.2f}, {mean + half:+.2f}]"
+        except ImportError:  # scipy comes with the [compare] extra (TFMOT needs it)
+            pass
+        text += f"; {sum(d > 0 for d in diffs)} of {len(diffs)} seeds > 0)"
+    values = (f"{d:+.2f}" for d in diffs) if labels is None else (f"{l}: {d:+.2f}" for l, d in zip(labels, diffs))
+    return text + f"; per seed: {', '.join(values)}"
 
 
 def write_json(path, results: dict, load_before=None) -> None:

@@ -52,6 +52,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import _compare as C  # noqa: E402
+from _results import paired  # noqa: E402
 
 TRAIN_SIZE = 60000
 
@@ -155,23 +156,6 @@ def run_seed(seed, args, end_step) -> dict:
         stripped = tfmot.sparsity.keras.strip_pruning(m)
         finish(f"tfmot {s:g}", acc, kernel_sparsity([stripped.get_layer(n) for n in dense_names]), t)
     return out
-
-
-def paired(diffs) -> str:
-    """'mean ± std (se, 95 % t-interval; per seed ...)' of paired differences, in points."""
-    mean, std = C.mean_std(diffs)
-    text = f"{mean:+.2f} ± {std:.2f}"
-    if len(diffs) > 2:
-        se = std / math.sqrt(len(diffs))
-        text += f" (standard error {se:.2f}"
-        try:
-            from scipy import stats
-            half = stats.t.ppf(0.975, len(diffs) - 1) * se
-            text += f"; 95 % t-interval [{mean - half:+.2f}, {mean + half:+.2f}]"
-        except ImportError:  # scipy comes with the [compare] extra (TFMOT needs it)
-            pass
-        text += f"; {sum(d > 0 for d in diffs)} of {len(diffs)} seeds > 0)"
-    return text + f"; per seed: {', '.join(f'{d:+.2f}' for d in diffs)}"
 
 
 def report(runs, seeds, sparsities):

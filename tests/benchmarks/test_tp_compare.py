@@ -40,3 +40,17 @@ def test_merge_refuses_runs_of_two_backends(tmp_path):
         tc.merge(paths)
     merged = tc.merge(paths[:1])
     assert merged["args"]["seeds"] == [0]
+
+
+def test_gaps_give_the_paired_mean_its_interval_and_every_seed():
+    def run(target, crit, k, t):
+        return {"target": target, "criterion": crit, "kprune": {"accuracy_finetuned": k},
+                "torch": {"accuracy_finetuned": t}}
+    # 70 % random at 4 seeds, gaps -1, +1, -2, 0 points; 50 % l1 at 2 seeds only (too few: left out).
+    seeds = [{"seed": s, "runs": [run(0.7, "random", 0.85 + d / 100, 0.85)] + ([run(0.5, "l1", 0.9, 0.9)] if s < 2 else [])}
+             for s, d in zip((3, 5, 8, 9), (-1, 1, -2, 0))]
+    lines = tc.gaps(seeds)
+    assert len(lines) == 3 and "50%" not in "".join(lines)
+    # mean -0.5, std 1.29, se 0.65, t(0.975, 3) = 3.182: half-width 2.05
+    assert lines[2] == ("- 70% random, 4 seeds: -0.50 ± 1.29 (standard error 0.65; 95 % t-interval [-2.55, +1.55]; "
+                        "1 of 4 seeds > 0); per seed: 3: -1.00, 5: +1.00, 8: -2.00, 9: +0.00")
