@@ -183,8 +183,31 @@ def merge(results) -> str:
                      + " | " + " | ".join(f"{m:+.2f} ± {s:.2f}" for m, s in spread[3:]) + f" | {lowest} of {n} |")
         tail = sum(math.comb(n, j) * (1 / 3) ** j * (2 / 3) ** (n - j) for j in range(lowest, n + 1))
         lines += ["", f"tf the lowest of the three at {lowest} of {n} seeds; if the three were exchangeable "
-                  f"(P = 1/3 per seed), P(≥ {lowest} of {n}) = {tail:.3f}", ""]
+                  f"(P = 1/3 per seed), P(≥ {lowest} of {n}) = {tail:.3f}", *spread_sources(results, cell), ""]
     return "\n".join(lines).rstrip()
+
+
+def spread_sources(results, cell) -> list:
+    """Where a cell's spread comes from (one-way random effects over the dense models, every run
+    of every seed one model): the std between draws on one model, and the std between the models'
+    expected accuracies (the variance of the models' means less the draws' share of it). The mean
+    over K draws on one model has std sqrt(between² + within² / K), which tells whether more draws
+    per dense model or more dense models (seeds) narrow a comparison faster. The three models of a
+    seed share their initial weights, so the between-model std is, if anything, an underestimate."""
+    models = {}
+    for res in results:
+        for r in res["rows"]:
+            if (r["target"], r["criterion"]) == cell:
+                models.setdefault((res["args"]["seed"], r["run"]), []).append(100 * r["accuracy_finetuned"])
+    k = {len(v) for v in models.values()}
+    if len(k) != 1 or min(k) < 2 or len(models) < 3:
+        return []
+    k = k.pop()
+    within = statistics.fmean(statistics.variance(v) for v in models.values())
+    between = max(0.0, statistics.variance(statistics.fmean(v) for v in models.values()) - within / k)
+    return [f"spread of one draw's accuracy: between draws on one model {math.sqrt(within):.2f}, between dense "
+            f"models {math.sqrt(between):.2f} points ({len(models)} models × {k} draws); the mean over K draws on "
+            f"one model has std sqrt({between:.2f} + {within:.2f} / K)"]
 
 
 if __name__ == "__main__":
