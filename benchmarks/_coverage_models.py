@@ -166,5 +166,19 @@ def multi_io(size=32):
     return keras.Model({"image": img, "meta": meta}, {"cls": cls, "reg": reg}, name="multi_io")
 
 
+def channels_first_tail(size=16):
+    """A channels_last stem whose features continue channels_first (as in a model ported from
+    PyTorch): kprune prunes the stem and leaves the layers next to and after the Permute whole,
+    each with its reason."""
+    x = keras.Input((size, size, 3))
+    y = L.Conv2D(8, 3, padding="same", activation="relu", name="stem")(x)
+    y = L.Conv2D(8, 3, padding="same", activation="relu", name="c1")(y)
+    y = L.Permute((3, 1, 2))(y)
+    y = L.Conv2D(8, 3, padding="same", data_format="channels_first", name="c2_cf")(y)
+    y = L.GlobalAveragePooling2D(data_format="channels_first")(y)
+    return keras.Model(x, L.Dense(10, name="logits")(y), name="channels_first_tail")
+
+
 HAND_BUILT = {f.__name__: f for f in (unet, conv1d_audio, shufflenet_block, cbam, resnext_block,
-                                      squeeze_excite_ops, nested_sequential_bn, shared_layer, multi_io)}
+                                      squeeze_excite_ops, nested_sequential_bn, shared_layer, multi_io,
+                                      channels_first_tail)}

@@ -139,12 +139,19 @@ class Analysis:
     groups: list
 
 
+def channels_first(layer) -> bool:
+    """Whether ``layer`` keeps its channels on axis 1 (``data_format="channels_first"``). kprune
+    labels channels on the last axis, so such a layer is left whole: its inputs are blocked, its
+    outputs opaque, and :func:`kprune.compact` copies it unchanged."""
+    return isinstance(layer, keras.layers.Layer) and getattr(layer, "data_format", "channels_last") not in (
+        None, "channels_last")
+
+
 def apply_rule(state: ChannelState, call, infos: list) -> list:
     """Applies the registered rule of ``call``'s layer or operation; returns the outputs' info."""
     ctx = Ctx(state, call, infos)
     layer = ctx.layer
-    if isinstance(layer, keras.layers.Layer) and getattr(layer, "data_format", "channels_last") not in (
-            None, "channels_last"):
+    if channels_first(layer):
         ctx.block_inputs(f"{ctx.what} uses channels_first")
         return ctx.opaque(f"produced by channels_first {ctx.what}")
     return rule_for(layer).channels(ctx)

@@ -26,6 +26,7 @@ import numpy as np
 
 from kprune.config.recipe import group_score_of, scores_whole_group
 from kprune.errors import GraphError, KPruneError, RecipeError, UnsupportedLayerError, require_finite
+from kprune.graph.analysis import channels_first
 from kprune.graph.masks import apply_group_mask
 from kprune.pruning import allocation, granularity
 from kprune.wrappers.prune_wrapper import KERNEL_WEIGHTS, PruneWrapper
@@ -98,6 +99,15 @@ def _frozen(pruner, w, attr):
     return None if pruner.soft else np.asarray(w.masks[attr].numpy()) == 0
 
 
+def _no_group_reason(wrapper) -> str:
+    """Why a selected layer produces no channel group (filter pruning cannot touch it)."""
+    layer = wrapper.layer if isinstance(wrapper, PruneWrapper) else wrapper
+    if channels_first(layer):
+        return ("uses data_format='channels_first': kprune removes channels on the last axis only "
+                "(build the model channels_last; TFLite runs channels-last)")
+    return "its output channels form no channel group kprune can prune"
+
+
 class FilterUpdater:
     """Masks whole channel groups (``filter`` granularity).
 
@@ -127,6 +137,10 @@ class FilterUpdater:
             for n in sorted(names - with_heads):
                 p.skipped[n] = ("has no attention heads (granularity: head prunes MultiHeadAttention and "
                                 "GroupQueryAttention layers)")
+        if unit == "channel":
+            producing = {m.layer.name for g in p.groups() if g.unit == unit for m in g.members if m.role == "producer"}
+            for n in sorted(names - producing):
+                p.skipped[n] = _no_group_reason(p.wrapper(n))
         for g in p.groups():
             if g.unit != unit:
                 continue

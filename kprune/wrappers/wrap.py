@@ -48,7 +48,12 @@ def _fresh(layer):
         # mode; the function is already in memory, so the copy reuses it
         return keras.layers.Lambda(layer.function, output_shape=layer._output_shape, mask=layer.mask,
                                    arguments=dict(layer.arguments), name=layer.name, dtype=layer.dtype_policy)
-    return recreate(layer.__class__, layer.get_config())
+    try:
+        return recreate(layer.__class__, layer.get_config())
+    except Exception:  # noqa: BLE001
+        if layer.weights or isinstance(layer, keras.Model):
+            raise  # a copy must not share weights with the user's model: refused by _clone, naming the layer
+        return layer  # weightless and not re-creatable (a Python function in __init__): reused, as an op is
 
 
 def _built_copy(layer):

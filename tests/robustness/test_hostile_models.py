@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import kprune
-from kprune.errors import GraphError, UnsupportedLayerError
+from kprune.errors import KPruneError, UnsupportedLayerError
+from kprune.pruning.pruner import check_selection
 
 FILTER = {"prune": {"criterion": "l1", "granularity": "filter",
                     "config_list": [{"op_types": ["Dense"], "sparsity": 0.5}]}}
@@ -124,11 +125,15 @@ def test_lambda_layer_blocks_filter_removal_with_a_reason():
     assert kprune.sparsity(pruner.model)["d2"] > 0   # d2 -> out is still pruned
 
 
-def test_lambda_layer_compact_is_a_clear_error():
+def test_lambda_layer_is_kept_as_it_is_by_compact():
+    # a Python lambda cannot be re-created from its config (Keras refuses it in safe mode); it has
+    # no weights and keeps its channels, so the smaller model calls the same layer
     wrapped = kprune.wrap(lambda_model(), FILTER)
     kprune.Pruner(wrapped).prune_now()
-    with pytest.raises((GraphError, UnsupportedLayerError), match="Lambda"):
-        kprune.compact(wrapped)
+    small = kprune.compact(wrapped)
+    assert small.get_layer("double") is wrapped.get_layer("double")
+    assert small.get_layer("d2").units == 4 and small.get_layer("d1").units == 8
+    np.testing.assert_allclose(small(x()), wrapped(x()), rtol=1e-6, atol=1e-6)
 
 
 def test_multiple_inputs_and_outputs_prune_and_compact_exactly():
@@ -153,3 +158,61 @@ def test_not_a_model_and_unbuilt_model_are_clear_errors():
         kprune.wrap(keras.layers.Dense(3), WEIGHT)
     with pytest.raises(UnsupportedLayerError, match="not built"):
         kprune.wrap(keras.Sequential([keras.layers.Dense(3)]), WEIGHT)
+
+
+class Apply(keras.layers.Layer):
+    """A custom layer taking a Python function in __init__ (Keras cannot serialize it), with no
+    get_config of its own; ``with_bias`` gives it a weight."""
+
+    def __init__(self, fn, with_bias=False, **kw):
+        super().__init__(**kw)
+        self.fn, self.with_bias = fn, with_bias
+
+    def build(self, shape):
+        if self.with_bias:
+            self.bias = self.add_weight(shape=(shape[-1],), initializer="zeros")
+
+    def call(self, t):
+        return self.fn(t) + self.bias if self.with_bias else self.fn(t)
+
+
+def apply_model(with_bias):
+    inp = keras.Input((6,))
+    h = Apply(lambda t: t * 2.0, with_bias, name="apply")(keras.layers.Dense(8, name="d1")(inp))
+    h = keras.layers.Dense(8, name="d2")(h)
+    return keras.Model(inp, keras.layers.Dense(2, name="out")(h))
+
+
+def test_weightless_custom_layer_without_config_is_reused_by_wrap_and_compact():
+    wrapped = kprune.wrap(apply_model(with_bias=False), FILTER)
+    pruner = kprune.Pruner(wrapped)
+    pruner.prune_now()
+    assert "Apply 'apply'" in pruner.skipped["d1"]
+    small = kprune.compact(wrapped)
+    assert small.get_layer("d2").units == 4
+    np.testing.assert_allclose(small(x()), wrapped(x()), rtol=1e-6, atol=1e-6)
+
+
+def test_custom_layer_with_weights_and_no_config_is_refused_by_wrap_naming_it():
+    with pytest.raises(UnsupportedLayerError, match=r"could not re-create layer `apply` \(Apply\).*get_config"):
+        kprune.wrap(apply_model(with_bias=True), FILTER)
+
+
+def test_channels_first_layers_are_left_whole_with_the_reason():
+    inp = keras.Input((3, 8, 8))
+    h = keras.layers.Conv2D(4, 3, padding="same", data_format="channels_first", name="cf1")(inp)
+    h = keras.layers.Conv2D(4, 3, padding="same", data_format="channels_first", name="cf2")(h)
+    h = keras.layers.GlobalAveragePooling2D(data_format="channels_first")(h)
+    model = keras.Model(inp, keras.layers.Dense(2, name="out")(h))
+    recipe = {"prune": {"criterion": "l1", "granularity": "filter",
+                        "config_list": [{"op_types": ["Conv2D"], "sparsity": 0.5}]}}
+    with pytest.raises(KPruneError, match=r"nothing can be pruned.*`cf1`: uses data_format='channels_first'"):
+        check_selection(model, recipe)
+    wrapped = kprune.wrap(model, recipe)
+    pruner = kprune.Pruner(wrapped)
+    pruner.prune_now()
+    assert set(pruner.skipped) == {"cf1", "cf2"} and "last axis only" in pruner.skipped["cf2"]
+    small = kprune.compact(wrapped)  # resized the layers by their last (spatial) axis before
+    assert small.get_layer("cf1").filters == 4
+    probe = np.random.default_rng(0).normal(size=(2, 3, 8, 8)).astype("float32")
+    np.testing.assert_allclose(small(probe), wrapped(probe), rtol=1e-6, atol=1e-6)
