@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import re
 import tempfile
@@ -25,6 +26,7 @@ from kprune.export.calibration import DEFAULT_CALIBRATION_SAMPLES, representativ
 QUANTIZE_MODES = ("none", "fp16", "dynamic", "int8")
 IO_DTYPES = ("float32", "int8", "uint8")
 _MAX_ORIGINAL_MESSAGE = 4000
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,9 @@ class ExportResult:
         sparsity: whether TFLite's sparse tensor storage was requested.
         format: ``"tflite"`` (kprune's converter), ``"litert"`` or ``"onnx"`` (Keras'
             ``Model.export``); see :func:`kprune.export.export`.
+        batch_size: the batch size fixed in the file, or None where it is dynamic. It is 1
+            where the model's batch was dynamic but the converter needs static shapes
+            (recurrent layers: TFLite lowers their loops only at a known batch size).
     """
 
     path: str
@@ -47,6 +52,7 @@ class ExportResult:
     io_dtype: str = "float32"
     sparsity: bool = False
     format: str = "tflite"
+    batch_size: int | None = None
 
     def to_dict(self) -> dict:
         """Returns the result as a JSON-ready dict."""
@@ -105,8 +111,18 @@ def to_tflite(
     content = _convert(model, quantize, samples, io_dtype, sparsity)
     written = write_atomic(path, content)
     return ExportResult(
-        path=written, bytes=len(content), quantize=quantize, io_dtype=io_dtype, sparsity=bool(sparsity)
+        path=written, bytes=len(content), quantize=quantize, io_dtype=io_dtype, sparsity=bool(sparsity),
+        batch_size=_file_batch(content),
     )
+
+
+def _file_batch(content: bytes) -> int | None:
+    """The batch size the first input of a ``.tflite`` file fixes, None where it is dynamic."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    details = Interpreter(model_content=content).get_input_details()
+    batch = int(details[0]["shape_signature"][0]) if details and len(details[0]["shape_signature"]) else -1
+    return None if batch < 0 else batch
 
 
 def _validate_arguments(quantize, io_dtype, sparsity, representative_data, calibration_samples):
@@ -286,17 +302,52 @@ def _convert(model, quantize, samples, io_dtype, sparsity) -> bytes:
     if keras.backend.backend() not in IN_PROCESS_BACKENDS:
         return _convert_in_tensorflow_process(model, quantize, samples, io_dtype, sparsity)
     try:
-        # from_keras_model prints "Saved artifact at ..." and the converter warns about
-        # input statistics it does not need; keep both off the user's console.
-        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            with tempfile.TemporaryDirectory() as tmp:
-                converter = _make_converter(model, quantize, samples, io_dtype, sparsity, tmp)
-                return converter.convert()
+        return _run_converter(model, quantize, samples, io_dtype, sparsity)
     except KPruneError:
         raise
     except Exception as err:  # the converter raises ConverterError, RuntimeError, ValueError
+        fixed = _batch_one_copy(model) if _needs_static_shapes(err) else None
+        if fixed is None:
+            raise ExportError(describe_conversion_error(err, model, quantize)) from err
+    log.warning("TFLite needs a static batch size to convert model `%s` (its recurrent layers' loops); "
+                "converting it with batch size 1", model.name)
+    try:
+        return _run_converter(fixed, quantize, samples, io_dtype, sparsity)
+    except KPruneError:
+        raise
+    except Exception as err:
         raise ExportError(describe_conversion_error(err, model, quantize)) from err
+
+
+def _run_converter(model, quantize, samples, io_dtype, sparsity) -> bytes:
+    # from_keras_model prints "Saved artifact at ..." and the converter warns about
+    # input statistics it does not need; keep both off the user's console.
+    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with tempfile.TemporaryDirectory() as tmp:
+            converter = _make_converter(model, quantize, samples, io_dtype, sparsity, tmp)
+            return converter.convert()
+
+
+def _needs_static_shapes(err) -> bool:
+    """Whether the converter failed on a loop whose tensor lists need a static shape (an RNN
+    traced with a dynamic batch size)."""
+    text = str(err)
+    return "TensorListReserve" in text or "element_shape to be static" in text
+
+
+def _batch_one_copy(model):
+    """``model`` called on inputs of batch size 1 (same weights), or None where its batch is
+    already fixed or it has no functional inputs."""
+    import keras
+
+    inputs = getattr(model, "inputs", None)
+    if not inputs or all(t.shape[0] is not None for t in inputs):
+        return None
+    fixed = [keras.Input(batch_shape=(1, *t.shape[1:]), dtype=t.dtype, name=t._keras_history.operation.name)
+             for t in inputs]
+    fixed = keras.tree.pack_sequence_as(model.input, fixed)
+    return keras.Model(fixed, model(fixed), name=model.name)
 
 
 _OP_PATTERNS = (

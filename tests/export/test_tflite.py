@@ -38,6 +38,32 @@ def test_fp32_round_trip_matches_keras(convnet, reference, tmp_path):
     assert result.path == str(tmp_path / "m.tflite")
     assert result.bytes == os.path.getsize(result.path) > 0
     assert result.to_dict()["quantize"] == "none"
+    assert result.batch_size is None  # the batch stays dynamic
+    np.testing.assert_allclose(predict_tflite(result.path, x), ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+
+
+def test_recurrent_model_exports_at_batch_one_through_the_user_path(tmp_path, caplog):
+    # TFLite lowers an LSTM's loop only at a static batch size: converted as it is, the file
+    # fails on tf.TensorListReserve; kprune converts it at batch size 1 and says so
+    import kprune
+
+    inp = keras.Input((10, 6))
+    h = keras.layers.LSTM(8, name="lstm")(inp)
+    h = keras.layers.Dense(16, activation="relu", name="fc")(h)
+    model = keras.Model(inp, keras.layers.Dense(3, name="out")(h))
+    wrapped = kprune.wrap(model, {"prune": {"criterion": "l1", "granularity": "filter", "config_list": [
+        {"op_types": ["Dense"], "sparsity": 0.5}]}})
+    wrapped.compile(optimizer="sgd", loss="mse")
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(8, 10, 6)).astype("float32"), rng.normal(size=(8, 3)).astype("float32")
+    wrapped.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[kprune.PruningCallback()])
+    small = kprune.compact(wrapped)
+    assert small.get_layer("fc").units == 8
+    np.testing.assert_allclose(small.predict(x, verbose=0), wrapped.predict(x, verbose=0), rtol=1e-6, atol=1e-6)
+    with caplog.at_level("WARNING", logger="kprune.export.tflite"):
+        result = to_tflite(small, tmp_path / "rnn.tflite")
+    assert result.batch_size == 1 and "batch size 1" in caplog.text
+    ref = small.predict(x, verbose=0)
     np.testing.assert_allclose(predict_tflite(result.path, x), ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
 
 
