@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import os
 import platform
-import statistics
 
-from _results import cpu_model
+from _results import cpu_model, mean_std  # noqa: F401 - mean_std: C.mean_std for the scripts
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -116,12 +115,6 @@ def revision() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown (not a git checkout)"
     return head + ("+dirty" if dirty else "")
-
-
-def mean_std(values) -> tuple:
-    """(mean, sample std) of a list (std 0 for one value)."""
-    values = list(values)
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
 
 def table(header: list, rows: list) -> str:

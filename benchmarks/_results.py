@@ -50,19 +50,23 @@ def check_mergeable(paths, settings, backends, free=()) -> None:
                              f"{backends[0]}): runs on different Keras backends are not pooled")
 
 
+def mean_std(values) -> tuple:
+    """(mean, sample std) of a list (std 0 for one value)."""
+    values = list(values)
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
 def mean_std_pct(values) -> str:
     """``"mean ± std"`` of fractions, in percent with two decimals (std 0 for one value)."""
-    values = list(values)
-    std = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{100 * statistics.fmean(values):.2f} ± {100 * std:.2f}"
+    mean, std = mean_std(values)
+    return f"{100 * mean:.2f} ± {100 * std:.2f}"
 
 
 def paired(diffs, labels=None) -> str:
     """``"mean ± std (standard error, 95 % t-interval; k of n > 0); per seed: ..."`` of paired
     differences already in points; ``labels`` (e.g. the seeds) name the per-seed values."""
     diffs = list(diffs)
-    mean = statistics.fmean(diffs)
-    std = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+    mean, std = mean_std(diffs)
     text = f"{mean:+.2f} ± {std:.2f}"
     if len(diffs) > 2:
         se = std / math.sqrt(len(diffs))

@@ -302,37 +302,36 @@ def _convert(model, quantize, samples, io_dtype, sparsity) -> bytes:
     if keras.backend.backend() not in IN_PROCESS_BACKENDS:
         return _convert_in_tensorflow_process(model, quantize, samples, io_dtype, sparsity)
     try:
-        return _run_converter(model, quantize, samples, io_dtype, sparsity)
+        return _run_converter(model, model, quantize, samples, io_dtype, sparsity)
+    except ExportError as err:
+        fixed = _batch_one_copy(model) if _needs_static_shapes(err) else None
+        if fixed is None:
+            raise
+    log.warning("TFLite needs a static batch size to convert model `%s` (its recurrent layers' loops); "
+                "converting it with batch size 1", model.name)
+    return _run_converter(fixed, model, quantize, samples, io_dtype, sparsity)
+
+
+def _run_converter(model, original, quantize, samples, io_dtype, sparsity) -> bytes:
+    """Converts ``model``; a converter failure is an ExportError describing ``original``."""
+    try:
+        # from_keras_model prints "Saved artifact at ..." and the converter warns about
+        # input statistics it does not need; keep both off the user's console.
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with tempfile.TemporaryDirectory() as tmp:
+                converter = _make_converter(model, quantize, samples, io_dtype, sparsity, tmp)
+                return converter.convert()
     except KPruneError:
         raise
     except Exception as err:  # the converter raises ConverterError, RuntimeError, ValueError
-        fixed = _batch_one_copy(model) if _needs_static_shapes(err) else None
-        if fixed is None:
-            raise ExportError(describe_conversion_error(err, model, quantize)) from err
-    log.warning("TFLite needs a static batch size to convert model `%s` (its recurrent layers' loops); "
-                "converting it with batch size 1", model.name)
-    try:
-        return _run_converter(fixed, quantize, samples, io_dtype, sparsity)
-    except KPruneError:
-        raise
-    except Exception as err:
-        raise ExportError(describe_conversion_error(err, model, quantize)) from err
-
-
-def _run_converter(model, quantize, samples, io_dtype, sparsity) -> bytes:
-    # from_keras_model prints "Saved artifact at ..." and the converter warns about
-    # input statistics it does not need; keep both off the user's console.
-    with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        with tempfile.TemporaryDirectory() as tmp:
-            converter = _make_converter(model, quantize, samples, io_dtype, sparsity, tmp)
-            return converter.convert()
+        raise ExportError(describe_conversion_error(err, original, quantize)) from err
 
 
 def _needs_static_shapes(err) -> bool:
     """Whether the converter failed on a loop whose tensor lists need a static shape (an RNN
     traced with a dynamic batch size)."""
-    text = str(err)
+    text = f"{err} {err.__cause__}"  # the converter's own error, whole
     return "TensorListReserve" in text or "element_shape to be static" in text
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from keras import tree
 
 from kprune.errors import GraphError, require_finite
-from kprune.graph.analysis import analyze, channels_first
+from kprune.graph.analysis import analyze
 from kprune.graph.masks import channel_mask_from_weights, masked_value
 from kprune.graph.layers import Sizes, rule_for
 from kprune.graph.walk import fill_in, flat_outputs, unwrap, weight_at
@@ -67,8 +67,17 @@ def _kept_count(analysis, removed, key) -> int:
     return int(np.sum(~np.isin(analysis.roots[labels], removed)))
 
 
+def _unchanged(call, layer, analysis, removed, deletions) -> bool:
+    """Whether compaction leaves ``layer`` as it is: none of its weights lose a slice and every
+    tensor it reads or writes keeps all its channels (then its config needs no resizing, which
+    also covers layers whose labels are not their channels, as a channels_first layer's)."""
+    return (not any(lid == id(layer) for lid, _ in deletions)
+            and all(_kept_count(analysis, removed, k) == len(analysis.infos[k].labels)
+                    for k in (*call.in_keys, *call.out_keys)))
+
+
 def _new_config(call, layer, analysis, removed, deletions) -> dict:
-    if channels_first(layer):  # never pruned (see analysis.channels_first); its labels are not its channels
+    if _unchanged(call, layer, analysis, removed, deletions):
         return layer.get_config()
     out_n = _kept_count(analysis, removed, call.out_keys[0]) if call.out_keys else None
     in_n = _kept_count(analysis, removed, call.in_keys[0]) if call.in_keys else None
@@ -90,7 +99,7 @@ def _rebuild_op(call, analysis, removed, deletions, used_names: set):
     try:
         cfg = _new_config(call, layer, analysis, removed, deletions)
     except Exception as exc:  # noqa: BLE001 - get_config() refused (e.g. a Python function in __init__)
-        return _as_it_is(call, layer, analysis, removed, used_names, exc)
+        return _as_it_is(call, layer, analysis, removed, deletions, used_names, exc)
     base, n = cfg.get("name", layer.name), 1
     while cfg.get("name", base) in used_names:
         cfg["name"] = f"{base}_{n}"
@@ -99,15 +108,14 @@ def _rebuild_op(call, analysis, removed, deletions, used_names: set):
     try:
         return rule_for(layer).rebuild(layer, cfg)
     except Exception as exc:  # noqa: BLE001
-        return _as_it_is(call, layer, analysis, removed, used_names, exc)
+        return _as_it_is(call, layer, analysis, removed, deletions, used_names, exc)
 
 
-def _as_it_is(call, layer, analysis, removed, used_names: set, exc):
+def _as_it_is(call, layer, analysis, removed, deletions, used_names: set, exc):
     """A layer Keras cannot re-create from its config: a weightless one that keeps all its channels
     (a Lambda's Python function, a custom layer without get_config) computes the same in the
     smaller model and is used as it is; any other is refused, naming it and the way out."""
-    if not layer.weights and all(_kept_count(analysis, removed, k) == len(analysis.infos[k].labels)
-                                 for k in (*call.in_keys, *call.out_keys)):
+    if not layer.weights and _unchanged(call, layer, analysis, removed, deletions):
         used_names.add(layer.name)
         return layer
     raise GraphError(

@@ -28,6 +28,7 @@ from kprune.config.recipe import group_score_of, scores_whole_group
 from kprune.errors import GraphError, KPruneError, RecipeError, UnsupportedLayerError, require_finite
 from kprune.graph.analysis import channels_first
 from kprune.graph.masks import apply_group_mask
+from kprune.graph.walk import unwrap
 from kprune.pruning import allocation, granularity
 from kprune.wrappers.prune_wrapper import KERNEL_WEIGHTS, PruneWrapper
 from kprune.wrappers.selectors import target_key
@@ -101,8 +102,7 @@ def _frozen(pruner, w, attr):
 
 def _no_group_reason(wrapper) -> str:
     """Why a selected layer produces no channel group (filter pruning cannot touch it)."""
-    layer = wrapper.layer if isinstance(wrapper, PruneWrapper) else wrapper
-    if channels_first(layer):
+    if channels_first(unwrap(wrapper)):
         return ("uses data_format='channels_first': kprune removes channels on the last axis only "
                 "(build the model channels_last; TFLite runs channels-last)")
     return "its output channels form no channel group kprune can prune"
@@ -137,14 +137,12 @@ class FilterUpdater:
             for n in sorted(names - with_heads):
                 p.skipped[n] = ("has no attention heads (granularity: head prunes MultiHeadAttention and "
                                 "GroupQueryAttention layers)")
-        if unit == "channel":
-            producing = {m.layer.name for g in p.groups() if g.unit == unit for m in g.members if m.role == "producer"}
-            for n in sorted(names - producing):
-                p.skipped[n] = _no_group_reason(p.wrapper(n))
+        producing = set()
         for g in p.groups():
             if g.unit != unit:
                 continue
             producers = {m.layer.name for m in g.members if m.role == "producer"}
+            producing |= producers
             chosen = producers & names
             if not chosen:
                 continue
@@ -167,6 +165,9 @@ class FilterUpdater:
             if others:
                 log.info("pruning %s also prunes coupled layer(s) %s", sorted(chosen), sorted(others))
             units.append((g, [p.wrapper(n) for n in sorted(chosen)]))
+        if unit == "channel":
+            for n in sorted(names - producing):
+                p.skipped[n] = _no_group_reason(p.wrapper(n))
         return units
 
     def _whole_group(self, crit) -> bool:
