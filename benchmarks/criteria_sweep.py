@@ -54,14 +54,19 @@ DATA_CRITERIA = ("apoz", "mean_activation", "taylor_fo")
 
 
 def host() -> dict:
-    """Machine description: CPU model, core count, versions, the Keras backend (with JAX, its
-    devices) and the current load average. Imports only the backend's framework."""
+    """Machine description: CPU model, core count, versions, the Keras backend with its devices
+    (JAX's, or PyTorch's CUDA devices) and the current load average. Imports only the backend's
+    framework."""
     import keras
     out = {"cpu": cpu_model(), "nproc": os.cpu_count(), "python": platform.python_version(),
            "keras": keras.__version__, "backend": keras.backend.backend(), **backend_versions()}
     if out["backend"] == "jax":
         import jax
         out["devices"] = [str(d.device_kind) for d in jax.devices()]
+    elif out["backend"] == "torch":
+        import torch
+        if torch.cuda.is_available():
+            out["devices"] = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     out["uptime"] = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     return out
 
